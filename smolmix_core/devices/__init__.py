@@ -1,0 +1,1 @@
+"""smolmix_core.devices"""

@@ -1,0 +1,123 @@
+"""The ``SmolmixError`` hierarchy.
+
+Every error smolmix raises on purpose is a ``SmolmixError``. Where a built-in exception already
+names the situation (``ConnectionRefusedError``, ``TimeoutError``, ``ValueError``) the smolmix
+class also derives from it, so code written against sockets keeps working; the httpx/httpcore and
+websockets boundaries map these to their own exception types and keep the original as
+``__cause__``.
+
+Areas add their specific subclasses here, next to their parents, so that there is one place to
+read the whole tree.
+"""
+
+from __future__ import annotations
+
+
+class SmolmixError(Exception):
+    """Base of every error smolmix raises deliberately."""
+
+
+# --- wire codecs ----------------------------------------------------------------------------
+
+
+class MalformedPacket(SmolmixError, ValueError):
+    """Bytes that do not parse as the packet they claim to be (truncated, bad length, bad checksum)."""
+
+
+class ChecksumError(MalformedPacket):
+    """A header or payload checksum did not verify."""
+
+
+# --- netstack ---------------------------------------------------------------------------------
+
+
+class NetstackError(SmolmixError, OSError):
+    """A failure of the userspace TCP/IP stack or one of its sockets."""
+
+
+class ConnectionRefused(NetstackError, ConnectionRefusedError):
+    """The peer answered a SYN with RST, or a UDP datagram with ICMP port unreachable."""
+
+
+class ConnectionReset(NetstackError, ConnectionResetError):
+    """The peer reset an established connection."""
+
+
+class ConnectionAborted(NetstackError, ConnectionAbortedError):
+    """This side aborted the connection (``abort()``, stack shut down, too many retransmissions)."""
+
+
+class ConnectionTimedOut(NetstackError, TimeoutError):
+    """Retransmissions or keepalive probes went unanswered for the configured time."""
+
+
+class HostUnreachable(NetstackError):
+    """ICMP destination unreachable (other than port unreachable) or no route to the address."""
+
+
+class AddressInUse(NetstackError):
+    """The requested local address and port are already bound."""
+
+
+class StackClosed(NetstackError):
+    """The stack (or the device under it) has shut down."""
+
+
+class DeviceError(NetstackError):
+    """A device could not be opened or failed while running."""
+
+
+# --- mixnet -----------------------------------------------------------------------------------
+
+
+class MixnetError(SmolmixError):
+    """A failure in the mixnet layer (packets, messages, clients, nodes)."""
+
+
+class SphinxError(MixnetError, ValueError):
+    """A Sphinx packet that cannot be processed: wrong size, bad group element, unknown flag."""
+
+
+class MacMismatch(SphinxError):
+    """The header MAC (gamma) did not verify at this hop."""
+
+
+class ReplayDetected(SphinxError):
+    """This hop has already processed a packet with the same replay tag."""
+
+
+class FragmentError(MixnetError, ValueError):
+    """A fragment or fragment header that cannot be parsed or reassembled."""
+
+
+class MessageError(MixnetError, ValueError):
+    """A NymMessage (plain, repliable, reply) or its padding is malformed."""
+
+
+class RecipientError(MixnetError, ValueError):
+    """A Recipient address (96 bytes or ``id.enc@gateway`` text) that does not parse."""
+
+
+class SurbError(MixnetError):
+    """Reply SURBs missing, exhausted, expired or malformed."""
+
+
+class MixnetClientClosed(MixnetError):
+    """The mixnet client was closed or lost its gateway for good."""
+
+
+class GatewayError(MixnetError):
+    """The gateway refused the client link (handshake or authentication failure)."""
+
+
+class ApiError(MixnetError):
+    """A nym-client websocket API error response, or a malformed API frame."""
+
+    def __init__(self, kind: int, message: str) -> None:
+        super().__init__(f"{message} (kind 0x{kind:02x})")
+        self.kind = kind
+        self.message = message
+
+
+class TopologyError(MixnetError, ValueError):
+    """A topology or devnet descriptor that is incomplete or inconsistent."""
