@@ -98,6 +98,10 @@ class RecipientError(MixnetError, ValueError):
     """A Recipient address (96 bytes or ``id.enc@gateway`` text) that does not parse."""
 
 
+class RoutingAddressError(MixnetError, ValueError):
+    """A NymNodeRoutingAddress (``ip_version ‖ port ‖ ip``) that does not parse or fit."""
+
+
 class SurbError(MixnetError):
     """Reply SURBs missing, exhausted, expired or malformed."""
 

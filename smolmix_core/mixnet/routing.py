@@ -1,0 +1,89 @@
+"""``NymNodeRoutingAddress``: a node's ``(host, port)`` as Sphinx headers and SURB-ACKs carry it.
+
+Wire form: ``ip_version u8 (4|6) ‖ port u16 BE ‖ ip octets`` = 7 bytes for IPv4, 19 for IPv6;
+zero-padded to 32 bytes inside Sphinx headers and to 19 bytes in front of SURB-ACKs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+from smolmix_core.errors import RoutingAddressError
+
+SPHINX_ADDRESS_SIZE = 32
+MAX_UNPADDED_SIZE = 19
+IPV4_SIZE = 7
+IPV6_SIZE = 19
+
+
+@dataclass(frozen=True, slots=True)
+class NymNodeRoutingAddress:
+    """A mix node or gateway address; ``host`` is an IP literal (names are never resolved here)."""
+
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        try:
+            ip = ipaddress.ip_address(self.host)
+        except ValueError:
+            raise RoutingAddressError(
+                f"routing address host must be an IP literal, got {self.host!r}"
+            ) from None
+        if not 0 <= self.port <= 0xFFFF:
+            raise RoutingAddressError(f"routing address port out of range: {self.port}")
+        object.__setattr__(self, "host", str(ip))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def to_bytes(self) -> bytes:
+        ip = ipaddress.ip_address(self.host)
+        return struct.pack(">BH", ip.version, self.port) + ip.packed
+
+    def to_padded(self, size: int) -> bytes:
+        """The form zero-padded to ``size`` bytes (32 in headers, 19 before SURB-ACKs)."""
+        raw = self.to_bytes()
+        if len(raw) > size:
+            raise RoutingAddressError(f"a {len(raw)}-byte routing address does not fit in {size} bytes")
+        return raw.ljust(size, b"\x00")
+
+    @classmethod
+    def parse_prefix(cls, data: bytes) -> tuple[NymNodeRoutingAddress, int]:
+        """Parse an address at the start of ``data``; returns it and the bytes it used."""
+        if len(data) < 1:
+            raise RoutingAddressError("routing address is empty")
+        version = data[0]
+        if version == 4:
+            size = IPV4_SIZE
+        elif version == 6:
+            size = IPV6_SIZE
+        else:
+            raise RoutingAddressError(f"routing address has unknown IP version byte {version}")
+        if len(data) < size:
+            raise RoutingAddressError(f"IPv{version} routing address needs {size} bytes, got {len(data)}")
+        (port,) = struct.unpack_from(">H", data, 1)
+        host = str(ipaddress.ip_address(bytes(data[3:size])))
+        return cls(host, port), size
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> NymNodeRoutingAddress:
+        """Parse the unpadded 7- or 19-byte form exactly."""
+        address, used = cls.parse_prefix(data)
+        if used != len(data):
+            raise RoutingAddressError(f"routing address has {len(data) - used} trailing bytes")
+        return address
+
+    @classmethod
+    def from_padded(cls, data: bytes) -> NymNodeRoutingAddress:
+        """Parse a zero-padded form; non-zero padding means the bytes are not an address."""
+        address, used = cls.parse_prefix(data)
+        if any(data[used:]):
+            raise RoutingAddressError("routing address padding is not all zero")
+        return address
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
