@@ -106,6 +106,10 @@ class SurbError(MixnetError):
     """Reply SURBs missing, exhausted, expired or malformed."""
 
 
+class MalformedSurb(SurbError, SphinxError):
+    """Bytes that are not a Sphinx SURB of the expected version (wrong length, bad key material)."""
+
+
 class MixnetClientClosed(MixnetError):
     """The mixnet client was closed or lost its gateway for good."""
 

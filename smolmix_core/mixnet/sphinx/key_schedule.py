@@ -1,0 +1,97 @@
+"""The sender's key schedule (spec §3.1): alpha_0 and one expanded shared secret per hop.
+
+Hop i shares ``s_i = X25519(b_{i-1}, … X25519(b_0, X25519(x, Y_i)))`` with the sender, where the
+blinding factors ``b_j`` come out of the earlier hops' secrets. Done literally that costs
+``1 + n + n(n-1)/2`` X25519 operations. Every point involved is a multiple of the base point and
+every clamped scalar is a multiple of 8, so the chain equals ``c_i · Y_i`` with
+``c_i = clamp(x)·clamp(b_0)···clamp(b_{i-1}) mod ℓ``: one X25519 per hop, provided some clamped
+scalar is congruent to ``±c_i`` modulo ℓ (X25519 returns only the u-coordinate, and
+``u(−P) = u(P)``). A clamped scalar is ``8t`` with ``2²⁵¹ ≤ t < 2²⁵²``; with the sign free, all but
+about 2⁻¹²⁶ of the products have one. The rare rest falls back to the literal chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from smolmix_core.mixnet.sphinx.crypto import (
+    CURVE25519_ORDER,
+    exchange,
+    expand_shared_secret,
+    node_public_key,
+)
+
+_BLINDING_FACTOR = slice(224, 256)
+_INVERSE_OF_8 = pow(8, -1, CURVE25519_ORDER)
+_T_LOW = 1 << 251
+_T_HIGH = 1 << 252
+_CLAMP_CLEAR = (1 << 255) - 8
+_CLAMP_SET = 1 << 254
+
+
+def clamp(scalar: bytes) -> int:
+    """The integer X25519 multiplies by: low 3 bits and bit 255 cleared, bit 254 set."""
+    return (int.from_bytes(scalar, "little") & _CLAMP_CLEAR) | _CLAMP_SET
+
+
+def clamped_representative(product: int) -> bytes | None:
+    """32 bytes whose clamped value is ≡ ±``product`` (mod ℓ), or None when neither sign has one."""
+    t = product * _INVERSE_OF_8 % CURVE25519_ORDER
+    if _T_LOW <= t < _T_HIGH:
+        return (t << 3).to_bytes(32, "little")
+    t = CURVE25519_ORDER - t
+    if _T_LOW <= t < _T_HIGH:
+        return (t << 3).to_bytes(32, "little")
+    return None
+
+
+def sender_key_schedule(public_keys: Sequence[bytes], initial_secret: bytes) -> tuple[bytes, list[bytes]]:
+    """``(alpha_0, [E_0 … E_{n-1}])`` with one X25519 per hop (see the module docstring)."""
+    ephemeral = X25519PrivateKey.from_private_bytes(initial_secret)
+    alpha = ephemeral.public_key().public_bytes_raw()
+    expanded: list[bytes] = []
+    product = clamp(initial_secret)
+    for index, public_key in enumerate(public_keys):
+        point = node_public_key(public_key)
+        if index == 0:
+            shared = exchange(ephemeral, point)
+        else:
+            scalar = clamped_representative(product)
+            if scalar is None:
+                shared = _blinded_chain(ephemeral, expanded, public_key)
+            else:
+                shared = exchange(X25519PrivateKey.from_private_bytes(scalar), point)
+        secret = expand_shared_secret(shared)
+        expanded.append(secret)
+        product = product * clamp(secret[_BLINDING_FACTOR]) % CURVE25519_ORDER
+    return alpha, expanded
+
+
+def naive_sender_key_schedule(
+    public_keys: Sequence[bytes], initial_secret: bytes
+) -> tuple[bytes, list[bytes]]:
+    """The literal schedule of spec §3.1: the reference the fast one is tested and benchmarked against."""
+    ephemeral = X25519PrivateKey.from_private_bytes(initial_secret)
+    alpha = ephemeral.public_key().public_bytes_raw()
+    expanded: list[bytes] = []
+    blinders: list[X25519PrivateKey] = []
+    for public_key in public_keys:
+        shared = exchange(ephemeral, node_public_key(public_key))
+        for blinder in blinders:
+            shared = exchange(blinder, X25519PublicKey.from_public_bytes(shared))
+        secret = expand_shared_secret(shared)
+        expanded.append(secret)
+        blinders.append(X25519PrivateKey.from_private_bytes(secret[_BLINDING_FACTOR]))
+    return alpha, expanded
+
+
+def _blinded_chain(ephemeral: X25519PrivateKey, expanded: Sequence[bytes], public_key: bytes) -> bytes:
+    shared = exchange(ephemeral, node_public_key(public_key))
+    for secret in expanded:
+        shared = exchange(
+            X25519PrivateKey.from_private_bytes(secret[_BLINDING_FACTOR]),
+            X25519PublicKey.from_public_bytes(shared),
+        )
+    return shared
