@@ -129,3 +129,27 @@ class ApiError(MixnetError):
 
 class TopologyError(MixnetError, ValueError):
     """A topology or devnet descriptor that is incomplete or inconsistent."""
+
+
+# --- mixnet network: links, nodes, gateways, devnet -----------------------------------------
+
+
+class LinkError(MixnetError, ConnectionError):
+    """A websocket, gateway or node link failed, was refused or closed."""
+
+
+class WebSocketClosed(LinkError):
+    """The websocket connection is closed; ``code`` and ``reason`` come from the close frame."""
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        super().__init__(f"websocket closed (code {code}{': ' + reason if reason else ''})")
+        self.code = code
+        self.reason = reason
+
+
+class FramingError(MixnetError, ValueError):
+    """A node-to-node frame header (packet version, size tag, packet type) that does not parse."""
+
+
+class DevnetError(MixnetError):
+    """The local devnet could not start, or one of its nodes failed."""
