@@ -194,3 +194,34 @@ def test_packet_size_lookups() -> None:
         PacketSize.from_tag(9)
     with pytest.raises(SphinxError):
         PacketSize.for_total_size(2412)
+
+
+def test_replay_filter_forgets_the_oldest_generation_only() -> None:
+    replay = ReplayFilter(capacity=4)
+    tags = [bytes([i]) * 32 for i in range(6)]
+    assert replay.check_and_add(tags[0])
+    assert replay.check_and_add(tags[1])
+    assert not replay.check_and_add(tags[0])
+    assert replay.check_and_add(tags[2])  # rotates: {0, 1} become the previous generation
+    assert tags[0] in replay
+    assert replay.check_and_add(tags[3])
+    assert replay.check_and_add(tags[4])  # rotates again: {0, 1} are forgotten
+    assert tags[0] not in replay
+    assert tags[2] in replay
+    assert replay.check_and_add(tags[0])
+
+
+def test_replay_filter_memory_is_bounded() -> None:
+    replay = ReplayFilter(capacity=100)
+    rng = random.Random(0)
+    recent: list[bytes] = []
+    for _ in range(1000):
+        tag = rng.randbytes(32)
+        assert replay.check_and_add(tag)
+        recent.append(tag)
+        assert len(replay) <= 100
+    assert all(tag in replay for tag in recent[-50:])
+    replay.clear()
+    assert len(replay) == 0
+    with pytest.raises(ValueError):
+        replay.check_and_add(b"short")
