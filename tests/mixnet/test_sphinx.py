@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smolmix_core.errors import MacMismatch, ReplayDetected, SphinxError
 from smolmix_core.mixnet.sphinx import (
@@ -225,3 +227,31 @@ def test_replay_filter_memory_is_bounded() -> None:
     assert len(replay) == 0
     with pytest.raises(ValueError):
         replay.check_and_add(b"short")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    hops=st.integers(1, MAX_PATH_LENGTH),
+    version=st.sampled_from(VERSIONS),
+    payload_size=st.integers(33, 600),
+    data=st.data(),
+)
+def test_any_fitting_message_round_trips(
+    hops: int, version: int, payload_size: int, data: st.DataObject
+) -> None:
+    message = data.draw(st.binary(max_size=payload_size - 17))
+    identifier = data.draw(st.binary(min_size=16, max_size=16))
+    delays = data.draw(st.lists(st.integers(0, (1 << 64) - 1), min_size=hops, max_size=hops))
+    route, processors = make_network(hops)
+    packet = build_packet(
+        route,
+        DESTINATION,
+        message,
+        delays_ns=delays,
+        payload_size=payload_size,
+        identifier=identifier,
+        version=version,
+    )
+    forwards, final = deliver(packet, processors)
+    assert [hop.delay_ns for hop in forwards] == delays[:-1]
+    assert (final.identifier, final.message) == (identifier, message)

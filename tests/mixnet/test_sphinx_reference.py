@@ -239,6 +239,28 @@ def test_hkdf_expansions_match_rfc5869_written_out() -> None:
         assert derive_payload_key(seed) == ref_hkdf(seed, salt=PAYLOAD_SALT, info=PAYLOAD_INFO, length=192)
 
 
+def test_upstream_expanded_shared_secret_vector() -> None:
+    """nymtech/sphinx ``results_in_same_values_as_old_implementation``.
+
+    Upstream draws two X25519 secrets from ``ChaCha20Rng::from_seed([1; 32])`` (its keystream,
+    zero nonce) and expands their shared secret; this pins the HKDF layout to the Rust crate.
+    """
+    stream = Cipher(algorithms.ChaCha20(bytes([1] * 32), bytes(16)), mode=None).encryptor().update(bytes(64))
+    shared = ref_x25519(
+        stream[32:64], X25519PrivateKey.from_private_bytes(stream[:32]).public_key().public_bytes_raw()
+    )
+    expanded = expand_shared_secret(shared)
+    assert expanded[:16].hex() == "baea9871ca7cbfe4ad595b087ffbd6c8"
+    assert expanded[16:32].hex() == "1cde11e32eb4aa072234b18e96898ede"
+    assert expanded[32:224].hex() == (
+        "d2d151f1fe7b24519b55732865d26108c4683d17a5bebfeccb450fe64664a1883558747651393ab5e866955defff9ccd"
+        "00926e75893b66aa57faafcfc16b709af7dc6e87206a14980e84599af918b0281eb6c3d17c3b3ac9d1ff50976de29de8"
+        "3080389f5aa8e53c6a0e32d7c6c8a8189fe0f07717f23d8136248cf57f9fe605348efe34a8ab8b64ce105edb44718d9f"
+        "04e9bd90a4cab44ad64260b946bf9b12d2347b47e7e14f00c419d9e785bf607767b6c824d73ecb95d68b2046421e3f66"
+    )
+    assert expanded[224:256].hex() == "e340b8eb8c3ee8aceb2a3aa9f1fdf50288954a3006a59185be69dedaf8ac31bc"
+
+
 def test_final_padding_is_the_random_bytes_drawn_not_zeros() -> None:
     for hops in (1, 4, 5):
         route, processors = make_network(hops, seed=2)
