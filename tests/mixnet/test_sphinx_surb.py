@@ -94,3 +94,10 @@ def test_surbs_are_unlinkable_headers() -> None:
     second = build_surb(route, CREATOR, delays_ns=[0, 0, 0])
     assert first.header != second.header
     assert first.payload_keys != second.payload_keys
+
+
+def test_repr_does_not_leak_key_material() -> None:
+    route, _ = make_network(2)
+    surb = build_surb(route, CREATOR, delays_ns=[0, 0])
+    assert surb.payload_keys[0].hex() not in repr(surb)
+    assert repr(surb.payload_keys[0]) not in repr(surb)

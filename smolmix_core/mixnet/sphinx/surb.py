@@ -8,7 +8,7 @@ not written down: it follows from the length, which is why parsing needs the ver
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from smolmix_core.errors import MalformedSurb, SphinxError
 from smolmix_core.mixnet.sphinx.constants import (
@@ -39,8 +39,8 @@ class Surb:
 
     header: bytes
     first_hop_address: bytes
-    payload_keys: tuple[bytes, ...]
-    """Per hop, first hop first: 192-byte Lioness keys (258) or 16-byte seeds (259)."""
+    payload_keys: tuple[bytes, ...] = field(repr=False)
+    """Per hop, first hop first: 192-byte Lioness keys (258) or 16-byte seeds (259); kept out of repr."""
     version: int = VERSION_258
 
     def __post_init__(self) -> None:
