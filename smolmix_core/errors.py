@@ -106,6 +106,10 @@ class SurbError(MixnetError):
     """Reply SURBs missing, exhausted, expired or malformed."""
 
 
+class MixnetQueueFull(MixnetError):
+    """The client core holds as many unsent or unacknowledged fragments as it may; wait and retry."""
+
+
 class MalformedSurb(SurbError, SphinxError):
     """Bytes that are not a Sphinx SURB of the expected version (wrong length, bad key material)."""
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from smolmix_core.errors import RoutingAddressError, TopologyError
 from smolmix_core.mixnet.base58 import b58decode, b58encode
-from smolmix_core.mixnet.routing import NymNodeRoutingAddress
+from smolmix_core.mixnet.routing import SPHINX_ADDRESS_SIZE, NymNodeRoutingAddress
+from smolmix_core.mixnet.sphinx import RouteNode
 
 KEY_SIZE = 32
 
@@ -50,6 +51,10 @@ class MixNode:
     @property
     def routing_address(self) -> NymNodeRoutingAddress:
         return NymNodeRoutingAddress(self.host, self.port)
+
+    @property
+    def route_node(self) -> RouteNode:
+        return RouteNode(self.routing_address.to_padded(SPHINX_ADDRESS_SIZE), self.sphinx_key)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +99,10 @@ class Gateway:
     @property
     def routing_address(self) -> NymNodeRoutingAddress:
         return NymNodeRoutingAddress(self.host, self.mix_port)
+
+    @property
+    def route_node(self) -> RouteNode:
+        return RouteNode(self.routing_address.to_padded(SPHINX_ADDRESS_SIZE), self.sphinx_key)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -209,6 +218,13 @@ class Topology:
         except (KeyError, TypeError) as exc:
             raise TopologyError(f"malformed topology descriptor: {exc!r}") from None
         return cls.from_nodes(mixnodes, gateways)
+
+
+def sample_delays(rng: random.Random, mean: float, hops: int) -> list[int]:
+    """Per-hop delays in nanoseconds, each ``Exp(mean seconds)``, rounded; a mean of 0 gives zeros."""
+    if mean <= 0:
+        return [0] * hops
+    return [round(rng.expovariate(1.0 / mean) * 1e9) for _ in range(hops)]
 
 
 def _key_from_text(text: Any) -> bytes:

@@ -1,0 +1,282 @@
+"""MixnetClientCore end to end over an in-process mixnet of real Sphinx processors.
+
+Two cores, three mix layers, two gateways playing the final hop (strip and launch the SURB-ACK,
+push 1643 bytes). No mocks on the byte path.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from sim_network import SimNetwork
+
+from smolmix_core.errors import MixnetQueueFull, SurbError, TopologyError
+from smolmix_core.mixnet.client_core import ClientCoreConfig
+from smolmix_core.mixnet.interface import ReceivedMessage
+from smolmix_core.mixnet.recipient import Recipient
+from smolmix_core.mixnet.sphinx import PacketSize
+
+
+def _pair(config: ClientCoreConfig | None = None, seed: int = 1) -> SimNetwork:
+    net = SimNetwork(seed=seed, config=config or ClientCoreConfig())
+    net.add_client("alice", 0)
+    net.add_client("bob", 1)
+    return net
+
+
+def _payload(size: int) -> bytes:
+    return random.Random(size).randbytes(size)
+
+
+@pytest.mark.parametrize("size", [0, 1, 1602, 1603, 20_000, 1024 * 1024])
+def test_plain_messages_arrive_exactly_once(size: int) -> None:
+    net = _pair()
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_plain(bob.address, _payload(size), net.now)
+    net.run()
+    assert bob.drain_received() == [ReceivedMessage(_payload(size))]
+    assert net.sizes_seen <= {PacketSize.REGULAR.total_size, PacketSize.ACK.total_size}
+    stats = alice.stats()
+    assert stats["acks_received"] == stats["fragments_queued"]
+    assert stats["unacked_fragments"] == 0
+    net.advance(60.0)
+    assert alice.stats().get("ack_timeouts", 0) == 0, "acks cancelled every retransmission"
+    assert alice.next_real_packet(net.now) is None
+    assert alice.poll_deadline() is None
+
+
+def test_one_fragment_per_packet_budget() -> None:
+    net = _pair()
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_plain(bob.address, bytes(1602), net.now)
+    assert alice.queued_packets == 1
+    alice.send_plain(bob.address, bytes(1603), net.now)
+    assert alice.queued_packets == 3
+
+
+def test_many_messages_on_many_lanes_all_arrive() -> None:
+    net = _pair()
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    sent = [_payload(100 * i + 1) for i in range(30)]
+    for index, data in enumerate(sent):
+        alice.send_plain(bob.address, data, net.now, lane=index % 4 or None)
+    assert alice.lane_queue_length(1) > 0
+    net.run()
+    received = sorted(message.data for message in bob.drain_received())
+    assert received == sorted(sent)
+
+
+def test_dropped_packet_is_retransmitted_after_the_timeout() -> None:
+    config = ClientCoreConfig(average_packet_delay=0.05, average_ack_delay=0.05)
+    net = _pair(config)
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    drops = {"left": 1}
+
+    def drop_first(label: str, packet: bytes) -> bool:
+        if label == "alice" and drops["left"]:
+            drops["left"] -= 1
+            return True
+        return False
+
+    net.drop = drop_first
+    alice.send_plain(bob.address, b"x" * 5000, net.now)
+    net.run()
+    assert bob.drain_received() == []
+    assert alice.stats()["unacked_fragments"] == 1
+    deadline = alice.poll_deadline()
+    assert deadline is not None
+    assert deadline >= 1.5, "timeout = 1.5 x sampled delays + 1.5 s"
+    net.advance(deadline - net.now - 0.001)
+    assert alice.next_real_packet(net.now) is None, "not retransmitted before the timeout"
+    net.advance(0.002)
+    net.run()
+    assert bob.drain_received() == [ReceivedMessage(b"x" * 5000)]
+    stats = alice.stats()
+    assert stats["ack_timeouts"] == 1
+    assert stats["retransmissions_sent"] == 1
+    assert stats["unacked_fragments"] == 0
+
+
+def test_lost_ack_causes_a_duplicate_that_is_dropped() -> None:
+    net = _pair()
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    drops = {"left": 1}
+
+    def drop_first_ack(label: str, packet: bytes) -> bool:
+        if label == "alice:ack" and drops["left"]:
+            drops["left"] -= 1
+            return True
+        return False
+
+    net.drop = drop_first_ack
+    alice.send_plain(bob.address, b"hello", net.now)
+    net.run()
+    assert bob.drain_received() == [ReceivedMessage(b"hello")]
+    net.advance(10.0)
+    net.run()
+    assert alice.stats()["retransmissions_sent"] == 1
+    assert bob.drain_received() == [], "the retransmitted duplicate is not delivered twice"
+    assert bob.stats()["reassembly_fragments_late"] == 1
+
+
+def test_duplicated_packets_deliver_once() -> None:
+    net = _pair()
+    net.duplicate = lambda packet: len(packet) == PacketSize.REGULAR.total_size
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_plain(bob.address, _payload(10_000), net.now)
+    net.run()
+    assert bob.drain_received() == [ReceivedMessage(_payload(10_000))]
+
+
+def test_max_retransmissions_gives_up() -> None:
+    net = _pair(ClientCoreConfig(max_retransmissions=2))
+    net.drop = lambda label, packet: label == "alice"
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_plain(bob.address, b"lost", net.now)
+    for _ in range(5):
+        net.run()
+        net.advance(30.0)
+    stats = alice.stats()
+    assert stats["retransmissions_sent"] == 2
+    assert stats["fragments_abandoned"] == 1
+    assert stats["unacked_fragments"] == 0
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_anonymous_message_and_reply(legacy: bool) -> None:
+    net = _pair(ClientCoreConfig(use_legacy_sphinx_format=legacy))
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_anonymous(bob.address, b"question", net.now, reply_surbs=12)
+    net.run()
+    [message] = bob.drain_received()
+    assert message.data == b"question"
+    assert message.sender_tag is not None
+    assert bob.reply_surbs_available(message.sender_tag) == 12
+    bob.reply(message.sender_tag, b"answer", net.now)
+    net.run()
+    assert alice.drain_received() == [ReceivedMessage(b"answer")]
+    assert bob.stats()["acks_received"] == bob.stats()["fragments_queued"]
+    assert alice.stats()["reply_packets_received"] == 1
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_replier_asks_for_more_surbs_when_short(legacy: bool) -> None:
+    net = _pair(ClientCoreConfig(use_legacy_sphinx_format=legacy))
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_anonymous(bob.address, b"q", net.now, reply_surbs=13)
+    net.run()
+    [message] = bob.drain_received()
+    assert message.sender_tag is not None
+    big_reply = _payload(40 * 1604)  # 41 fragments, only 3 SURBs above the reserve of 10
+    bob.reply(message.sender_tag, big_reply, net.now)
+    assert bob.lane_queue_length(None) == 41
+    net.run()
+    assert alice.drain_received() == [ReceivedMessage(big_reply)]
+    bob_stats, alice_stats = bob.stats(), alice.stats()
+    assert bob_stats["surb_requests_sent"] >= 1
+    assert alice_stats["surb_requests_answered"] == bob_stats["surb_requests_sent"]
+    assert bob.reply_surbs_available(message.sender_tag) >= 10, "the reserve is kept"
+    assert bob.queued_packets == 0
+
+
+def test_reply_without_surbs_is_a_surb_error() -> None:
+    net = _pair()
+    with pytest.raises(SurbError):
+        net.clients["bob"].reply(bytes(16), b"nobody asked", net.now)
+
+
+def test_lost_reply_is_retransmitted_with_a_fresh_surb() -> None:
+    net = _pair()
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_anonymous(bob.address, b"q", net.now, reply_surbs=20)
+    net.run()
+    [message] = bob.drain_received()
+    assert message.sender_tag is not None
+    drops = {"left": 1}
+
+    def drop_first_reply(label: str, packet: bytes) -> bool:
+        if label == "bob" and drops["left"]:
+            drops["left"] -= 1
+            return True
+        return False
+
+    net.drop = drop_first_reply
+    bob.reply(message.sender_tag, b"answer", net.now)
+    net.run()
+    assert alice.drain_received() == []
+    net.advance(10.0)
+    net.run()
+    assert alice.drain_received() == [ReceivedMessage(b"answer")]
+    assert bob.reply_surbs_available(message.sender_tag) == 18
+
+
+def test_loop_cover_is_discarded_and_its_ack_ignored() -> None:
+    net = _pair()
+    alice = net.clients["alice"]
+    for _ in range(3):
+        packet = alice.make_loop_cover(net.now)
+        assert packet.is_cover
+        assert packet.fragment_id is None
+        assert len(packet.packet) == PacketSize.REGULAR.total_size
+        net.send(packet, "alice")
+    net.deliver()
+    assert alice.drain_received() == []
+    stats = alice.stats()
+    assert stats["cover_packets_received"] == 3
+    assert stats["cover_acks_received"] == 3
+    assert stats.get("payloads_malformed", 0) == 0
+
+
+def test_close_lane_drops_its_queued_packets() -> None:
+    net = _pair()
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_plain(bob.address, _payload(10_000), net.now, lane=7)
+    alice.send_plain(bob.address, b"keep", net.now)
+    assert alice.lane_queue_length(7) == 7
+    alice.close_lane(7)
+    assert alice.lane_queue_length(7) == 0
+    assert alice.stats()["fragments_dropped_lane_closed"] == 7
+    net.run()
+    assert bob.drain_received() == [ReceivedMessage(b"keep")]
+    assert alice.stats()["unacked_fragments"] == 0
+
+
+def test_bad_gateway_payloads_are_counted_never_raised() -> None:
+    net = _pair()
+    bob = net.clients["bob"]
+    rng = random.Random(3)
+    for size in (0, 5, 21, 1643, 1643, 2000):
+        bob.handle_gateway_payload(rng.randbytes(size), net.now)
+    bob.handle_gateway_payload(bytes(1643), net.now)  # all-zero key: X25519 refuses it
+    stats = bob.stats()
+    assert stats["payloads_bad_size"] == 3
+    assert (
+        stats["payloads_malformed"] + stats.get("acks_unknown", 0) + stats.get("fragments_received", 0) == 4
+    )
+    assert bob.drain_received() == []
+
+
+def test_send_queue_is_bounded() -> None:
+    net = _pair(ClientCoreConfig(max_pending_fragments=10))
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_plain(bob.address, _payload(8 * 1604), net.now)
+    with pytest.raises(MixnetQueueFull):
+        alice.send_plain(bob.address, _payload(3 * 1604), net.now)
+    assert alice.queued_packets == 9
+
+
+def test_unknown_gateway_is_a_topology_error() -> None:
+    net = _pair()
+    stranger = Recipient(bytes(32), net.clients["bob"].address.encryption_key, b"\x09" * 32)
+    with pytest.raises(TopologyError):
+        net.clients["alice"].send_plain(stranger, b"x", net.now)
+
+
+def test_extended_packet_size() -> None:
+    net = _pair(ClientCoreConfig(packet_size=PacketSize.EXTENDED8))
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_plain(bob.address, _payload(30_000), net.now)
+    net.run()
+    assert bob.drain_received() == [ReceivedMessage(_payload(30_000))]
+    assert net.sizes_seen == {PacketSize.EXTENDED8.total_size, PacketSize.ACK.total_size}
