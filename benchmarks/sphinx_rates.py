@@ -5,6 +5,7 @@ baselines measured in the same run — the literal key schedule of spec §3.1 an
 exchanges — and the Rust crate's published figures. The mixnet benchmark imports
 ``measure_create`` and ``measure_process``.
 
+Each figure is the best of five slices of the measuring time (see ``_rate``).
 Workload: a 4-hop route (3 mixes + gateway), Regular packets (2413 B, a full 2048-B plaintext),
 version 258. Processing is done by the first hop (a forward hop: the most work, including
 re-blinding alpha) with a replay filter, as a mix node runs.
@@ -46,16 +47,25 @@ def _network(hops: int) -> tuple[list[RouteNode], list[SphinxProcessor]]:
     return route, [SphinxProcessor(private) for private, _ in keys]
 
 
-def _rate(operation: Callable[[], object], seconds: float, batch: int = 50) -> float:
+def _rate(operation: Callable[[], object], seconds: float, batch: int = 25, windows: int = 5) -> float:
+    """Operations per second: the best of ``windows`` equal slices of ``seconds``.
+
+    The best slice rather than the mean, because the machine is shared: other processes only
+    ever slow a slice down, so the fastest one is the closest to what this core can do.
+    """
     operation()  # warm caches
-    done, start = 0, time.perf_counter()
-    while True:
-        for _ in range(batch):
-            operation()
-        done += batch
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return done / elapsed
+    best = 0.0
+    for _ in range(windows):
+        done, start = 0, time.perf_counter()
+        while True:
+            for _ in range(batch):
+                operation()
+            done += batch
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds / windows:
+                break
+        best = max(best, done / elapsed)
+    return best
 
 
 def _create_rate(
