@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -72,8 +73,17 @@ def test_fallback_to_the_literal_chain_gives_the_same_keys(monkeypatch: pytest.M
     public_keys = [generate_keypair(rng)[1] for _ in range(5)]
     initial = rng.randbytes(32)
     expected = naive_sender_key_schedule(public_keys, initial)
+    chains: list[bytes] = []
+    literal_chain = schedule_module._blinded_chain
+
+    def counting_chain(*args: Any) -> bytes:
+        chains.append(literal_chain(*args))
+        return chains[-1]
+
     monkeypatch.setattr(schedule_module, "clamped_representative", lambda product: None)
+    monkeypatch.setattr(schedule_module, "_blinded_chain", counting_chain)
     assert sender_key_schedule(public_keys, initial) == expected
+    assert len(chains) == 4  # every hop after the first took the fallback
 
 
 P = 2**255 - 19
