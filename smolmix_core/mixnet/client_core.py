@@ -105,7 +105,7 @@ class ClientCoreConfig:
     reassembly_timeout: float = 300.0
     reassembly_max_bytes: int = 64 * 1024 * 1024
     reassembly_max_sets: int = 4096
-    max_pending_fragments: int = 50_000
+    max_pending_fragments: int = 20_000
     max_received_messages: int = 10_000
     max_reply_keys: int = 100_000
     max_surb_tags: int = 10_000
@@ -209,6 +209,7 @@ class MixnetClientCore:
         )
         self._sender_tags = SenderTags(self._rng, capacity=cfg.max_sender_tags)
         self._housekeeping_at: float | None = None
+        self._surb_expiry_at: float | None = None
         self._counters: Counter[str] = Counter()
 
     # --- topology --------------------------------------------------------------------------
@@ -537,6 +538,8 @@ class MixnetClientCore:
         self._counters["reply_surbs_received"] += self._surbs.insert(
             message.sender_tag, surbs, now, requested=requested
         )
+        if self._surb_expiry_at is None:
+            self._surb_expiry_at = now + self.config.maximum_reply_surb_age
         self._release_waiting(message.sender_tag, now)
 
     def _wait_for_surbs(self, tag: bytes, jobs: Iterable[_Job]) -> None:
@@ -636,6 +639,7 @@ class MixnetClientCore:
             self._reassembler.next_deadline(),
             self._reply_keys.next_deadline(),
             self._housekeeping_at,
+            self._surb_expiry_at,
         ]
         present = [deadline for deadline in candidates if deadline is not None]
         return min(present) if present else None
@@ -652,6 +656,9 @@ class MixnetClientCore:
                 self._on_ack_timeout(self._unacked[entry[2]], now)
         self._reassembler.expire(now)
         self._reply_keys.expire(now)
+        if self._surb_expiry_at is not None and self._surb_expiry_at <= now:
+            self._surbs.expire(now)
+            self._surb_expiry_at = self._surbs.next_deadline()
         if self._housekeeping_at is not None and self._housekeeping_at <= now:
             self._housekeeping_at = None
             self._housekeeping(now)
@@ -691,7 +698,7 @@ class MixnetClientCore:
         self._surbs.expire(now)
         for tag in list(self._waiting):
             waiting = self._waiting[tag]
-            last = max(self._surbs.last_received(tag) or 0.0, max(job.since for job in waiting))
+            last = max(self._surbs.last_received(tag) or 0.0, min(job.since for job in waiting))
             if now - last > cfg.maximum_reply_surb_drop_waiting_period:
                 logger.warning(
                     "dropping %d reply fragments: no reply SURBs arrived for too long", len(waiting)
@@ -731,6 +738,14 @@ class MixnetClientCore:
                 dropped += 1
                 self._finish(job)
         self._counters["fragments_dropped_lane_closed"] += dropped
+
+    @property
+    def free_fragment_slots(self) -> int:
+        """How many more fragments may be queued before sends raise ``MixnetQueueFull``.
+
+        The bound covers fragments queued, in flight awaiting their ack, and waiting for SURBs.
+        """
+        return max(0, self.config.max_pending_fragments - len(self._unacked))
 
     @property
     def queued_packets(self) -> int:

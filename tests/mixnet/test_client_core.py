@@ -280,3 +280,58 @@ def test_extended_packet_size() -> None:
     net.run()
     assert bob.drain_received() == [ReceivedMessage(_payload(30_000))]
     assert net.sizes_seen == {PacketSize.EXTENDED8.total_size, PacketSize.ACK.total_size}
+
+
+def test_stalled_replies_rerequest_surbs_then_are_dropped() -> None:
+    config = ClientCoreConfig(
+        maximum_reply_surb_rerequest_waiting_period=10.0, maximum_reply_surb_drop_waiting_period=40.0
+    )
+    net = SimNetwork(seed=11, config=config)
+    alice = net.add_client("alice", 0, ClientCoreConfig(retransmissions=False))
+    bob = net.add_client("bob", 1)
+    alice.send_anonymous(bob.address, b"q", net.now, reply_surbs=12)
+    net.run()
+    [message] = bob.drain_received()
+    assert message.sender_tag is not None
+    net.drop = lambda label, packet: label == "alice"  # alice's answers never arrive
+    bob.reply(message.sender_tag, _payload(4 * 1604), net.now)  # 5 fragments, 2 spendable SURBs
+    net.run()
+    assert bob.stats()["surb_requests_sent"] == 1
+    assert bob.lane_queue_length(None) == 3
+    for _ in range(8):  # 16 s
+        net.advance(2.0)
+        net.run()
+    assert bob.stats()["surb_requests_sent"] == 2, "asked again after 10 s without SURBs"
+    assert alice.stats()["surb_requests_answered"] == 2
+    for _ in range(15):  # to 46 s
+        net.advance(2.0)
+        net.run()
+    assert bob.stats()["reply_fragments_dropped_stale"] == 3
+    assert bob.lane_queue_length(None) == 0
+    assert bob.stats()["unacked_fragments"] == 0
+
+
+def test_received_surbs_expire() -> None:
+    net = _pair(ClientCoreConfig(maximum_reply_surb_age=3600.0))
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_anonymous(bob.address, b"q", net.now, reply_surbs=11)
+    net.run()
+    [message] = bob.drain_received()
+    assert message.sender_tag is not None
+    assert bob.poll_deadline() == pytest.approx(3600.0)
+    net.advance(3600.0)
+    assert bob.reply_surbs_available(message.sender_tag) == 0
+    with pytest.raises(SurbError):
+        bob.reply(message.sender_tag, b"too late", net.now)
+
+
+def test_free_fragment_slots_track_unacked_fragments() -> None:
+    net = _pair(ClientCoreConfig(max_pending_fragments=100))
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_plain(bob.address, _payload(10 * 1604), net.now)
+    assert alice.free_fragment_slots == 89
+    net.pump_client("alice")
+    assert alice.queued_packets == 0
+    assert alice.free_fragment_slots == 89, "in flight until acked"
+    net.deliver()
+    assert alice.free_fragment_slots == 100

@@ -122,6 +122,17 @@ def test_small_messages_round_trip_shuffled_and_duplicated(size: int, seed: int,
     assert reassembler.held_sets == 0
 
 
+@settings(max_examples=4, deadline=None)
+@given(st.integers(min_value=40_000, max_value=5 * 1024 * 1024), st.integers(min_value=0, max_value=2**32))
+def test_large_random_sizes_round_trip(size: int, seed: int) -> None:
+    data, padded = _padded(size, seed)
+    fragments = [fragment for fragment_set in _check_split(padded, seed) for fragment in fragment_set]
+    random.Random(seed).shuffle(fragments)
+    done = _reassemble(fragments, Reassembler())
+    assert len(done) == 1
+    assert unpad_message(done[0]) == data
+
+
 @pytest.mark.parametrize(
     "size",
     [
