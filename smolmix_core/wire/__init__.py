@@ -55,7 +55,7 @@ from smolmix_core.wire.icmp import (
     quoted_flow,
 )
 from smolmix_core.wire.ip import IpPacket, emit_ip, parse_ip
-from smolmix_core.wire.ipv4 import IPV4_HEADER_LEN, Ipv4Header, emit_ipv4, parse_ipv4
+from smolmix_core.wire.ipv4 import IPV4_HEADER_LEN, Ipv4Header, build_ipv4, emit_ipv4, parse_ipv4
 from smolmix_core.wire.ipv6 import (
     IPV6_HEADER_LEN,
     MAX_EXTENSION_HEADERS,
@@ -146,6 +146,7 @@ __all__ = [
     "TcpHeader",
     "TcpOptions",
     "UdpHeader",
+    "build_ipv4",
     "checksum_ok",
     "emit_icmpv4",
     "emit_icmpv6",

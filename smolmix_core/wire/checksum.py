@@ -34,8 +34,9 @@ def pseudo_header_sum(src: bytes, dst: bytes, protocol: int, length: int) -> int
 
     Both layouts reduce to ``src + dst + protocol + length`` modulo 0xFFFF, so one function serves
     both families; ``length`` is the upper-layer length (TCP header plus data, UDP length, …).
+    The addresses are even-length, so reading ``src + dst`` as one integer sums them both.
     """
-    return int.from_bytes(src, "big") + int.from_bytes(dst, "big") + protocol + length
+    return int.from_bytes(src + dst, "big") + protocol + length
 
 
 def finish_checksum(total: int) -> int:

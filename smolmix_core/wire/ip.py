@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from smolmix_core.errors import MalformedPacket
 from smolmix_core.wire._types import BytesLike
-from smolmix_core.wire.ipv4 import Ipv4Header, emit_ipv4, parse_ipv4
+from smolmix_core.wire.ipv4 import Ipv4Header, build_ipv4, parse_ipv4
 from smolmix_core.wire.ipv6 import Ipv6Header, emit_ipv6, parse_ipv6
 from smolmix_core.wire.protocols import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 
@@ -66,7 +66,7 @@ def emit_ip(
 ) -> bytes:
     """Build an IP packet, IPv4 or IPv6 by ``len(src)``; ``ident``/``dont_fragment`` are IPv4-only."""
     if len(src) == 4:
-        return emit_ipv4(Ipv4Header(src, dst, protocol, ttl, ident, tos, dont_fragment), payload)
+        return build_ipv4(src, dst, protocol, payload, ttl, ident, tos, 0x4000 if dont_fragment else 0)
     if len(src) == 16:
         return emit_ipv6(Ipv6Header(src, dst, protocol, ttl, tos), payload)
     raise ValueError(f"an IP address is 4 or 16 bytes, not {len(src)}")

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from smolmix_core.errors import ChecksumError, MalformedPacket
 from smolmix_core.wire._types import BytesLike
-from smolmix_core.wire.checksum import finish_checksum
 
 IPV4_HEADER_LEN = 20
 IPV4_MAX_OPTIONS = 40
@@ -47,19 +46,22 @@ def parse_ipv4(data: BytesLike, *, verify_checksum: bool = True) -> tuple[Ipv4He
     (version_ihl, tos, total_length, ident, flags_offset, ttl, protocol, _checksum, src, dst) = (
         _HEADER.unpack_from(data)
     )
-    if version_ihl >> 4 != 4:
-        raise MalformedPacket(f"IP version {version_ihl >> 4} in an IPv4 parser")
-    header_length = (version_ihl & 0x0F) << 2
-    if header_length < IPV4_HEADER_LEN:
-        raise MalformedPacket(f"IPv4 IHL of {header_length} bytes is below the minimum")
-    if total_length < header_length or total_length > size:
+    if version_ihl == 0x45:
+        header_length = IPV4_HEADER_LEN
+        options = b""
+    else:
+        if version_ihl >> 4 != 4:
+            raise MalformedPacket(f"IP version {version_ihl >> 4} in an IPv4 parser")
+        header_length = (version_ihl & 0x0F) << 2
+        if header_length < IPV4_HEADER_LEN:
+            raise MalformedPacket(f"IPv4 IHL of {header_length} bytes is below the minimum")
+        options = None
+    if not header_length <= total_length <= size:
         raise MalformedPacket(
             f"IPv4 total length {total_length} outside [{header_length}, {size}] (header, bytes received)"
         )
-    if verify_checksum:
-        total = int.from_bytes(data[:header_length], "big")
-        if total % 0xFFFF:
-            raise ChecksumError("IPv4 header checksum does not verify")
+    if verify_checksum and int.from_bytes(data[:header_length], "big") % 0xFFFF:
+        raise ChecksumError("IPv4 header checksum does not verify")
     header = Ipv4Header(
         src,
         dst,
@@ -67,26 +69,20 @@ def parse_ipv4(data: BytesLike, *, verify_checksum: bool = True) -> tuple[Ipv4He
         ttl,
         ident,
         tos,
-        bool(flags_offset & _DONT_FRAGMENT),
-        bool(flags_offset & _MORE_FRAGMENTS),
-        flags_offset & _OFFSET_MASK,
-        bytes(data[IPV4_HEADER_LEN:header_length]) if header_length > IPV4_HEADER_LEN else b"",
+        flags_offset & 0x4000 != 0,  # DF
+        flags_offset & 0x2000 != 0,  # MF
+        flags_offset & 0x1FFF,
+        bytes(data[IPV4_HEADER_LEN:header_length]) if options is None else options,
     )
-    return header, bytes(data[header_length:total_length])
+    payload = data[header_length:total_length]
+    return header, payload if type(payload) is bytes else bytes(payload)
 
 
 def emit_ipv4(header: Ipv4Header, payload: BytesLike) -> bytes:
     """Serialise with Total Length and header checksum computed; options are padded with EOL."""
     options = header.options
-    if options:
-        if len(options) % 4:
-            options = bytes(options) + b"\x00" * (4 - len(options) % 4)
-        if len(options) > IPV4_MAX_OPTIONS:
-            raise ValueError(f"IPv4 options of {len(options)} bytes exceed {IPV4_MAX_OPTIONS}")
-    header_length = IPV4_HEADER_LEN + len(options)
-    total_length = header_length + len(payload)
-    if total_length > 0xFFFF:
-        raise ValueError(f"IPv4 packet of {total_length} bytes exceeds 65535")
+    if options and len(options) % 4:
+        options = bytes(options) + b"\x00" * (4 - len(options) % 4)
     flags_offset = header.fragment_offset
     if not 0 <= flags_offset <= _OFFSET_MASK:
         raise ValueError(f"IPv4 fragment offset {flags_offset} out of range")
@@ -94,35 +90,67 @@ def emit_ipv4(header: Ipv4Header, payload: BytesLike) -> bytes:
         flags_offset |= _DONT_FRAGMENT
     if header.more_fragments:
         flags_offset |= _MORE_FRAGMENTS
-    src = header.src
-    dst = header.dst
+    return build_ipv4(
+        header.src,
+        header.dst,
+        header.protocol,
+        payload,
+        header.ttl,
+        header.identification,
+        header.dscp_ecn,
+        flags_offset,
+        options,
+    )
+
+
+def build_ipv4(
+    src: bytes,
+    dst: bytes,
+    protocol: int,
+    payload: BytesLike,
+    ttl: int = 64,
+    identification: int = 0,
+    dscp_ecn: int = 0,
+    flags_offset: int = _DONT_FRAGMENT,
+    options: bytes = b"",
+) -> bytes:
+    """``emit_ipv4`` from raw field values, without a header object: the stack's send path.
+
+    ``flags_offset`` is the 16-bit flags-and-fragment-offset word; ``options`` must already be a
+    multiple of 4 bytes.
+    """
     if len(src) != 4 or len(dst) != 4:
         raise ValueError("IPv4 addresses must be 4 bytes")
+    header_length = IPV4_HEADER_LEN + len(options)
+    total_length = header_length + len(payload)
+    if total_length > 0xFFFF or header_length > IPV4_HEADER_LEN + IPV4_MAX_OPTIONS or len(options) % 4:
+        raise ValueError(f"IPv4 packet of {total_length} bytes (options {len(options)}) cannot be encoded")
     version_ihl = 0x40 | (header_length >> 2)
-    # The checksum is computed from the field values, so the header is packed only once.
+    # The checksum is computed from the field values, so the header is packed only once; the
+    # version nibble makes the sum nonzero, so "-0" needs no special case.
     total = (
         (version_ihl << 8)
-        + header.dscp_ecn
+        + dscp_ecn
         + total_length
-        + header.identification
+        + identification
         + flags_offset
-        + (header.ttl << 8)
-        + header.protocol
-        + int.from_bytes(src, "big")
-        + int.from_bytes(dst, "big")
+        + (ttl << 8)
+        + protocol
+        + int.from_bytes(src + dst, "big")
     )
     if options:
         total += int.from_bytes(options, "big")
+    remainder = total % 0xFFFF
     try:
         fixed = _HEADER.pack(
             version_ihl,
-            header.dscp_ecn,
+            dscp_ecn,
             total_length,
-            header.identification,
+            identification,
             flags_offset,
-            header.ttl,
-            header.protocol,
-            finish_checksum(total),
+            ttl,
+            protocol,
+            0xFFFF - remainder if remainder else 0,
             src,
             dst,
         )

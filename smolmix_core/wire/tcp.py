@@ -8,7 +8,6 @@ from enum import IntFlag
 
 from smolmix_core.errors import ChecksumError, MalformedPacket
 from smolmix_core.wire._types import BytesLike
-from smolmix_core.wire.checksum import finish_checksum, pseudo_header_sum
 from smolmix_core.wire.protocols import PROTO_TCP
 
 TCP_HEADER_LEN = 20
@@ -91,7 +90,7 @@ def parse_tcp(
         total = int.from_bytes(data, "big")
         if size & 1:
             total <<= 8
-        total += pseudo_header_sum(src, dst, PROTO_TCP, size)
+        total += int.from_bytes(src + dst, "big") + PROTO_TCP + size  # pseudo-header
         if total % 0xFFFF:
             raise ChecksumError("TCP checksum does not verify")
     if header_length == TCP_HEADER_LEN:
@@ -195,33 +194,37 @@ def emit_tcp(header: TcpHeader, payload: BytesLike, src: bytes, dst: bytes) -> b
         raise ValueError(f"TCP flags {flags:#x} use reserved bits")
     offset_flags = (header_length << 10) | flags
     size = header_length + len(payload)
-    # The checksum is summed from field values and the two buffers, so nothing is packed twice.
+    src_port = header.src_port
+    dst_port = header.dst_port
+    seq = header.seq
+    ack = header.ack
+    window = header.window
+    urgent = header.urgent
+    # Summed from field values and the two buffers, so nothing is packed twice; the pseudo-header
+    # makes the sum nonzero, so "-0" needs no special case.
     total = (
-        pseudo_header_sum(src, dst, PROTO_TCP, size)
-        + header.src_port
-        + header.dst_port
-        + header.seq
-        + header.ack
+        int.from_bytes(src + dst, "big")
+        + (PROTO_TCP + size)
+        + src_port
+        + dst_port
+        + seq
+        + ack
         + offset_flags
-        + header.window
-        + header.urgent
+        + window
+        + urgent
     )
     if options:
         total += int.from_bytes(options, "big")
     if payload:
         payload_sum = int.from_bytes(payload, "big")
         total += (payload_sum << 8) if len(payload) & 1 else payload_sum
+    remainder = total % 0xFFFF
     try:
         fixed = _HEADER.pack(
-            header.src_port,
-            header.dst_port,
-            header.seq,
-            header.ack,
-            offset_flags,
-            header.window,
-            finish_checksum(total),
-            header.urgent,
+            src_port, dst_port, seq, ack, offset_flags, window, 0xFFFF - remainder if remainder else 0, urgent
         )
     except struct.error as exc:
         raise ValueError(f"TCP header field out of range: {exc}") from None
+    if not options:
+        return fixed + payload
     return b"".join((fixed, options, payload))
