@@ -47,7 +47,20 @@ def hkdf(
 
 
 def aes128_ctr(key: bytes, data: bytes, iv: bytes = ZERO_IV) -> bytes:
-    """AES-128-CTR (a 128-bit big-endian counter; equal to Nym's 64-bit one at these sizes)."""
+    """AES-128-CTR as Nym's ``Ctr64BE``: only the IV's last 8 bytes count, wrapping at 2^64.
+
+    OpenSSL's counter is 128 bits wide; the two differ only when the low half wraps, so the
+    data is split at that block boundary and the rest continues from ``iv[:8] ‖ 0^8``.
+    """
+    low = int.from_bytes(iv[8:], "big")
+    blocks_before_wrap = (1 << 64) - low
+    if len(data) <= 16 * blocks_before_wrap:
+        return _ctr(key, iv, data)
+    split = 16 * blocks_before_wrap
+    return _ctr(key, iv, data[:split]) + _ctr(key, iv[:8] + bytes(8), data[split:])
+
+
+def _ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
     encryptor = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
     return encryptor.update(data) + encryptor.finalize()
 

@@ -8,6 +8,7 @@ import random
 
 import blake3
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -107,3 +108,12 @@ def test_reply_encryption_and_digest() -> None:
     assert ciphertext[:32] == reply_key_digest(key)
     assert ciphertext[32:] == aes128_ctr(key, b"reply fragment")
     assert decrypt_reply(ciphertext, key) == b"reply fragment"
+
+
+def test_ctr_counter_is_64_bits_and_wraps_like_ctr64be() -> None:
+    key = bytes(range(16))
+    iv = b"\xaa" * 8 + b"\xff" * 8
+    ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    keystream = ecb.update(iv + b"\xaa" * 8 + bytes(8) + b"\xaa" * 8 + bytes(7) + b"\x01")
+    data = bytes(range(48))
+    assert aes128_ctr(key, data, iv) == bytes(a ^ b for a, b in zip(data, keystream))
