@@ -63,6 +63,18 @@ class StackClosed(NetstackError):
     """The stack (or the device under it) has shut down."""
 
 
+class ConnectionClosed(NetstackError, BrokenPipeError):
+    """Sending on a connection whose sending side this end already shut down or closed."""
+
+
+class AddressNotAvailable(NetstackError):
+    """Binding to an address the interface does not own (or a family it has no address for)."""
+
+
+class MessageTooLarge(NetstackError):
+    """A datagram larger than the path allows; the stack never fragments IP packets."""
+
+
 class DeviceError(NetstackError):
     """A device could not be opened or failed while running."""
 

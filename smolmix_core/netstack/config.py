@@ -27,6 +27,13 @@ class TcpConfig:
     keepalive_idle: float | None = None  # seconds of silence before probing; None disables
     keepalive_interval: float = 75.0
     keepalive_count: int = 9
+    synack_retries: int = 5  # SYN-ACK retransmissions before a half-open connection is dropped
+    fin_wait2_timeout: float = 60.0  # how long a closed socket waits for the peer's FIN
+    challenge_ack_limit: int = 10  # RFC 5961 challenge ACKs per second per connection
+    dup_threshold: int = 3  # later segments delivered before an earlier one is deemed lost
+    initial_window: int = 10  # segments (RFC 6928), capped at 14600 bytes
+    reassembly_ranges: int = 64  # out-of-order islands held per connection; beyond, dropped
+    min_ipv4_mtu: int = 552  # floor for path-MTU reductions from ICMP (as Linux's min_pmtu)
 
 
 @dataclass(slots=True)
@@ -43,4 +50,5 @@ class StackConfig:
     accept_backlog: int = 128  # established connections waiting for accept()
     udp_queue: int = 256  # datagrams waiting per UDP socket; when full, newest dropped and counted
     ttl: int = 64
+    reply_rate_limit: float = 100.0  # RSTs and ICMP errors per second the stack sends (bursts of as many)
     seed: int | None = None  # seeds ISNs and port choice for reproducible simulations
