@@ -248,3 +248,17 @@ def test_quoted_flow_of_icmp_echo_uses_identifier() -> None:
     inner = emit_icmpv4(Icmpv4Message(ICMPV4_ECHO_REQUEST, ident=77, seq=1))
     quoted = emit_ip(SRC4, DST4, PROTO_ICMP, inner)
     assert quoted_flow(quoted) == (SRC4, DST4, PROTO_ICMP, 77, 77)
+
+
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview])
+def test_emitters_accept_any_bytes_like_payload(wrap: type) -> None:
+    payload = b"some payload bytes"
+    header = TcpHeader(1, 2, 3, 4, 0x18, 5, options=TcpOptions(timestamp=(1, 2)))
+    assert emit_tcp(header, wrap(payload), SRC4, DST4) == emit_tcp(header, payload, SRC4, DST4)
+    assert emit_udp(UdpHeader(1, 2), wrap(payload), SRC6, DST6) == emit_udp(
+        UdpHeader(1, 2), payload, SRC6, DST6
+    )
+    assert emit_ip(SRC4, DST4, PROTO_UDP, wrap(payload)) == emit_ip(SRC4, DST4, PROTO_UDP, payload)
+    assert emit_ip(SRC6, DST6, PROTO_UDP, wrap(payload)) == emit_ip(SRC6, DST6, PROTO_UDP, payload)
+    options4 = Ipv4Header(SRC4, DST4, PROTO_UDP, options=b"\x94\x04\x00\x00")
+    assert emit_ipv4(options4, wrap(payload)) == emit_ipv4(options4, payload)
