@@ -9,11 +9,16 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sim_network import SimNetwork
 
 from smolmix_core.errors import MixnetQueueFull, SurbError, TopologyError
 from smolmix_core.mixnet.client_core import ClientCoreConfig
+from smolmix_core.mixnet.encryption import encrypt_fragment
+from smolmix_core.mixnet.fragment import split_into_sets
 from smolmix_core.mixnet.interface import ReceivedMessage
+from smolmix_core.mixnet.message import pad_message
 from smolmix_core.mixnet.recipient import Recipient
 from smolmix_core.mixnet.sphinx import PacketSize
 
@@ -335,3 +340,36 @@ def test_free_fragment_slots_track_unacked_fragments() -> None:
     assert alice.free_fragment_slots == 89, "in flight until acked"
     net.deliver()
     assert alice.free_fragment_slots == 100
+
+
+_FUZZ_NET = _pair(seed=21)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=3000),
+        st.tuples(st.sampled_from([0, 1, 2]), st.binary(max_size=3000)).map(lambda t: bytes([t[0]]) + t[1]),
+        st.tuples(st.integers(0, 5), st.integers(0, 3), st.binary(max_size=2500)).map(
+            lambda t: b"\x01" + bytes(16) + bytes([t[0]]) + t[1].to_bytes(4, "big") + t[2]
+        ),
+        st.tuples(st.integers(0, 2**32 - 1), st.binary(max_size=10)).map(
+            lambda t: (
+                b"\x02\x01" + _FUZZ_NET.clients["alice"].address.to_bytes() + t[0].to_bytes(4, "big") + t[1]
+            )
+        ),
+    ),
+    st.integers(min_value=0, max_value=2**32),
+)
+def test_arbitrary_well_encrypted_messages_never_raise(raw: bytes, seed: int) -> None:
+    bob = _FUZZ_NET.clients["bob"]
+    rng = random.Random(seed)
+    padded = pad_message(raw, 1611)
+    for fragment_set in split_into_sets(padded, 1611, rng):
+        for fragment in fragment_set:
+            bob.handle_gateway_payload(
+                encrypt_fragment(fragment.to_bytes(), bob.address.encryption_key, rng), 0.0
+            )
+    bob.handle_gateway_payload(rng.randbytes(1643), 0.0)
+    for message in bob.drain_received():
+        assert isinstance(message.data, bytes)
