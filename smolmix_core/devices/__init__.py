@@ -1,1 +1,18 @@
-"""smolmix_core.devices"""
+"""Packet devices: the channels a ``Stack`` exchanges whole IP packets through."""
+
+from smolmix_core.devices.base import Device
+from smolmix_core.devices.faults import FaultInjector
+from smolmix_core.devices.memory import MemoryDevice, memory_link
+from smolmix_core.devices.pcap import LINKTYPE_RAW, PcapTap, PcapWriter
+from smolmix_core.devices.tun import TunDevice
+
+__all__ = [
+    "LINKTYPE_RAW",
+    "Device",
+    "FaultInjector",
+    "MemoryDevice",
+    "PcapTap",
+    "PcapWriter",
+    "TunDevice",
+    "memory_link",
+]
