@@ -591,6 +591,7 @@ class TcpSocket:
             if self.listener is None and self._ack_abs(header.ack) == 1:
                 flags &= ~SYN  # simultaneous open: their SYN-ACK acknowledges our SYN
                 seq = rcv_nxt
+                self._ack_now = True
         if state == TIME_WAIT and flags & SYN and not flags & (ACK | RST):
             newer = timestamp is not None and self._ts_ok and _ts_before(self._ts_recent, timestamp[0])
             if seq > rcv_nxt or newer:

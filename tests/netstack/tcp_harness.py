@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from smolmix_core.netstack.config import StackConfig, TcpConfig
 from smolmix_core.netstack.core import NetCore
+from smolmix_core.netstack.tcp import TcpSocket
 from smolmix_core.wire import (
     PROTO_TCP,
     TcpHeader,
@@ -35,6 +36,7 @@ class Segment:
 
     header: TcpHeader
     payload: bytes
+    raw: bytes = b""  # the IP packet as the core sent it
 
     @property
     def flags(self) -> int:
@@ -68,6 +70,10 @@ class ScriptedPeer:
         self.core_port = core_port
         self.iss = iss
         self.now = 0.0
+        self.timestamps = False  # add (ts_clock, last TSval seen) to every segment
+        self.ts_clock = 1
+        self.last_tsval = 0
+        self.core_iss = 0
 
     def packet(
         self,
@@ -80,6 +86,8 @@ class ScriptedPeer:
         options: TcpOptions | None = None,
         src_port: int | None = None,
     ) -> bytes:
+        if options is None and self.timestamps:
+            options = TcpOptions(timestamp=(self.ts_clock, self.last_tsval))
         header = TcpHeader(
             self.port if src_port is None else src_port,
             self.core_port,
@@ -103,13 +111,67 @@ class ScriptedPeer:
             if ip.protocol != PROTO_TCP or ip.dst != self.ip:
                 continue
             header, payload = parse_tcp(ip.payload, ip.src, ip.dst)
-            segments.append(Segment(header, payload))
+            if header.options.timestamp is not None:
+                self.last_tsval = header.options.timestamp[0]
+            segments.append(Segment(header, payload, raw))
         self.core.drain_wakeups()
         return segments
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
         self.core.handle_timeouts(self.now)
+
+    def at(self, when: float) -> None:
+        self.now = when
+        self.core.handle_timeouts(when)
+
+    def rel(self, seq: int) -> int:
+        """A sequence number of the core's, as an offset into its data (0 = first data byte)."""
+        return (seq - self.core_iss - 1) & M32
+
+    def seq(self, offset: int) -> int:
+        """The wire sequence number of the peer's data byte ``offset``."""
+        return (self.iss + 1 + offset) & M32
+
+    def ack_of(self, offset: int) -> int:
+        """The wire ACK number acknowledging the core's data up to ``offset`` (exclusive)."""
+        return (self.core_iss + 1 + offset) & M32
+
+    def sack(self, *blocks: tuple[int, int]) -> TcpOptions:
+        """A SACK option for the core's data ranges given as offsets."""
+        wire = tuple((self.ack_of(lo), self.ack_of(hi)) for lo, hi in blocks)
+        timestamp = (self.ts_clock, self.last_tsval) if self.timestamps else None
+        return TcpOptions(sack_blocks=wire, timestamp=timestamp)
+
+
+def open_connection(
+    core: NetCore,
+    *,
+    remote: str = "10.0.0.2",
+    mss: int = 1460,
+    window: int = 65535,
+    window_scale: int | None = None,
+    sack: bool = True,
+    timestamps: bool = False,
+    peer_iss: int = 5000,
+) -> tuple[TcpSocket, ScriptedPeer]:
+    """An established client connection from ``core`` to a scripted peer at ``remote``:80."""
+    sock = core.tcp_connect((remote, 80), 0.0)
+    peer = ScriptedPeer(core, ip=remote, port=80, core_port=sock.local[1], iss=peer_iss)
+    (syn,) = peer.out()
+    peer.core_iss = syn.header.seq
+    options = TcpOptions(
+        mss=mss,
+        window_scale=window_scale,
+        sack_permitted=sack,
+        timestamp=(peer.ts_clock, peer.last_tsval) if timestamps else None,
+    )
+    peer.inject(SYN | ACK, peer_iss, syn.header.seq + 1, options=options, window=window)
+    peer.timestamps = timestamps and syn.options.timestamp is not None
+    acks = peer.out()
+    assert sock.established
+    assert len(acks) == 1
+    return sock, peer
 
 
 def make_core(ip4: str = "10.0.0.1", ip6: str = "fd00::1", seed: int = 1, **tcp: object) -> NetCore:
