@@ -195,6 +195,13 @@ class GatewayServer(SphinxHop):
 
     async def _handle_client_connection(self, stream: anyio.abc.SocketStream) -> None:
         try:
+            await self._serve_client_connection(stream)
+        except Exception:
+            self.counters["internal_errors"] += 1
+            logger.exception("%s: a client link failed unexpectedly", self.name)
+
+    async def _serve_client_connection(self, stream: anyio.abc.SocketStream) -> None:
+        try:
             websocket = await ws_accept(stream, max_size=CLIENT_FRAME_MAX)
         except LinkError as exc:
             self.counters["client_handshake_failures"] += 1
@@ -270,14 +277,20 @@ class GatewayServer(SphinxHop):
     async def _push_to_client(
         self, link: _ClientLink, session: LinkSession, scope: anyio.CancelScope
     ) -> None:
-        try:
-            async for payload in link.pushes_out:
-                if self.monitor is not None:
-                    self.monitor(LinkObservation(self.name, "push", "client", len(payload)))
+        """Push queued payloads; a payload that could not be sent goes back to the backlog.
+
+        When the queue is closed (the link was replaced) the reader is cancelled too; when the
+        websocket fails, the reader notices by itself and must not be cut off mid-write.
+        """
+        async for payload in link.pushes_out:
+            if self.monitor is not None:
+                self.monitor(LinkObservation(self.name, "push", "client", len(payload)))
+            try:
                 await link.websocket.send(session.seal(FrameKind.PUSH, payload))
-                self.counters["payloads_pushed"] += 1
-        except LinkError:
-            pass
+            except LinkError:
+                self._add_backlog(link.identity, payload)
+                return
+            self.counters["payloads_pushed"] += 1
         scope.cancel()
 
     async def _read_client(self, link: _ClientLink, session: LinkSession) -> None:

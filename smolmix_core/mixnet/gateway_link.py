@@ -71,9 +71,13 @@ class GatewayLink:
         return self._websocket.closed
 
     async def send(
-        self, first_hop: NymNodeRoutingAddress, packet: bytes, packet_type: PacketType = PacketType.MIX
+        self,
+        first_hop: NymNodeRoutingAddress | bytes,
+        packet: bytes,
+        packet_type: PacketType = PacketType.MIX,
     ) -> None:
-        """Hand one Sphinx packet to the gateway for ``first_hop``; waits while the link is busy."""
+        """Hand one Sphinx packet to the gateway for ``first_hop`` (an address or its 7/19-byte
+        MixPacket form); waits while the link is busy."""
         await self._websocket.send(
             self._session.seal(FrameKind.FORWARD, encode_forward(first_hop, packet, packet_type))
         )

@@ -29,6 +29,7 @@ delivered from the final hop: 1643 B regular, 21 B ack, or an extended equivalen
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import os
 import struct
@@ -74,21 +75,34 @@ class ForwardPacket:
 
 
 def encode_forward(
-    first_hop: NymNodeRoutingAddress, packet: bytes, packet_type: PacketType = PacketType.MIX
+    first_hop: NymNodeRoutingAddress | bytes, packet: bytes, packet_type: PacketType = PacketType.MIX
 ) -> bytes:
-    return bytes([packet_type]) + first_hop.to_bytes() + packet
+    """FORWARD plaintext; ``first_hop`` may already be in its 7/19-byte MixPacket form."""
+    address = first_hop if isinstance(first_hop, bytes) else first_hop.to_bytes()
+    return b"".join((bytes([packet_type]), address, packet))
+
+
+_ADDRESS_SIZES = {4: 7, 6: 19}
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_address(raw: bytes) -> NymNodeRoutingAddress:
+    return NymNodeRoutingAddress.from_bytes(raw)
 
 
 def decode_forward(plaintext: bytes) -> ForwardPacket:
     """Parse a FORWARD plaintext; ``LinkError`` if it is malformed (the packet size is checked later)."""
     if len(plaintext) < 2:
         raise LinkError("forward frame too short")
+    size = _ADDRESS_SIZES.get(plaintext[1])
     try:
         packet_type = PacketType(plaintext[0])
-        first_hop, used = NymNodeRoutingAddress.parse_prefix(plaintext[1:])
+        if size is None or len(plaintext) < 1 + size:
+            raise RoutingAddressError(f"bad routing address (version byte {plaintext[1]})")
+        first_hop = _parse_address(bytes(plaintext[1 : 1 + size]))
     except (ValueError, RoutingAddressError) as exc:
         raise LinkError(f"malformed forward frame: {exc}") from None
-    return ForwardPacket(first_hop, bytes(plaintext[1 + used :]), packet_type)
+    return ForwardPacket(first_hop, bytes(plaintext[1 + size :]), packet_type)
 
 
 class LinkSession:

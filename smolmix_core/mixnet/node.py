@@ -40,6 +40,7 @@ logger = logging.getLogger("smolmix.mixnet")
 
 _READ_SIZE = 65536
 _LOG_INTERVAL = 1.0
+_NEXT_HOP_CACHE = 4096
 
 
 class LinkObservation(NamedTuple):
@@ -99,6 +100,7 @@ class SphinxHop:
         self._fault_rng = random.Random(self.config.fault_seed)
         self._last_log: dict[str, float] = {}
         self._connections = 0
+        self._next_hops: dict[bytes, Address] = {}
         self._forwarder: Forwarder | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._exit_group: anyio.abc.TaskGroup | None = None
@@ -177,6 +179,13 @@ class SphinxHop:
     # --- inbound ----------------------------------------------------------------------------
 
     async def _handle_mix_connection(self, stream: anyio.abc.SocketStream) -> None:
+        try:
+            await self._serve_mix_connection(stream)
+        except Exception:
+            self.counters["internal_errors"] += 1
+            logger.exception("%s: a mix connection failed unexpectedly", self.name)
+
+    async def _serve_mix_connection(self, stream: anyio.abc.SocketStream) -> None:
         if self._connections >= self.config.max_connections:
             self.counters["connections_refused"] += 1
             self._log_drop("too_many_connections", "refusing a connection: %d open", self._connections)
@@ -253,12 +262,19 @@ class SphinxHop:
     # --- outbound ---------------------------------------------------------------------------
 
     def _next_hop(self, padded: bytes) -> Address | None:
+        address = self._next_hops.get(padded)
+        if address is not None:
+            return address
         try:
-            return NymNodeRoutingAddress.from_padded(padded).address
+            address = NymNodeRoutingAddress.from_padded(padded).address
         except RoutingAddressError as exc:
             self.counters["dropped_bad_next_hop"] += 1
             self._log_drop("bad_next_hop", "dropping a packet with an unusable next hop: %s", exc)
             return None
+        if len(self._next_hops) >= _NEXT_HOP_CACHE:
+            self._next_hops.clear()
+        self._next_hops[padded] = address
+        return address
 
     def _observe_sent(self, address: Address, frame: bytes) -> None:
         if self.monitor is not None:

@@ -191,6 +191,11 @@ class WebSocket:
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             self._stream_closed = True
             raise LinkError(f"websocket write failed: {exc!r}") from exc
+        except anyio.get_cancelled_exc_class():
+            # Part of a frame may be on the wire: the stream can no longer be trusted.
+            with anyio.CancelScope(shield=True):
+                await self._close_stream()
+            raise
 
 
 async def _handshake_events(protocol: Protocol, stream: anyio.abc.ByteStream) -> list[object]:
