@@ -8,11 +8,13 @@ filled in and raise ``ValueError`` for field values that cannot be encoded. Addr
 
 from smolmix_core.wire._types import BytesLike
 from smolmix_core.wire.checksum import (
+    buffer_remainder,
     checksum_ok,
     finish_checksum,
     internet_checksum,
     pseudo_header_sum,
     transport_checksum,
+    transport_checksum_ok,
     word_sum,
 )
 from smolmix_core.wire.icmp import (
@@ -146,6 +148,7 @@ __all__ = [
     "TcpHeader",
     "TcpOptions",
     "UdpHeader",
+    "buffer_remainder",
     "build_ipv4",
     "checksum_ok",
     "emit_icmpv4",
@@ -169,6 +172,7 @@ __all__ = [
     "pseudo_header_sum",
     "quoted_flow",
     "transport_checksum",
+    "transport_checksum_ok",
     "walk_extension_headers",
     "word_sum",
 ]

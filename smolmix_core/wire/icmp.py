@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from smolmix_core.errors import ChecksumError, MalformedPacket
 from smolmix_core.wire._types import BytesLike
-from smolmix_core.wire.checksum import finish_checksum, pseudo_header_sum
+from smolmix_core.wire.checksum import (
+    checksum_ok,
+    finish_checksum,
+    pseudo_header_sum,
+    transport_checksum_ok,
+    word_sum,
+)
 from smolmix_core.wire.ipv6 import EXTENSION_HEADERS, IPV6_HEADER_LEN, walk_extension_headers
 from smolmix_core.wire.protocols import (
     PROTO_ICMP,
@@ -64,12 +70,12 @@ _ECHO_IDENT = struct.Struct("!BB2xH")
 
 
 @dataclass(slots=True)
-class Icmpv4Message:
-    """An ICMPv4 message, its 32-bit "rest of header" word decoded where the type gives it meaning.
+class _IcmpMessage:
+    """An ICMP message, its 32-bit "rest of header" word decoded where the type gives it meaning.
 
-    Echo request/reply use ``ident`` and ``seq``; destination unreachable code 4 (fragmentation
-    needed) uses ``mtu``; every other type keeps the word in ``rest``. ``data`` is what follows:
-    the echo data, or for errors the quoted original datagram.
+    Echo request/reply use ``ident`` and ``seq``; the "too big" errors use ``mtu``; every other
+    type keeps the word in ``rest``. ``data`` is what follows the 8-byte header: the echo data,
+    or for errors the quoted original packet.
     """
 
     type: int
@@ -82,127 +88,111 @@ class Icmpv4Message:
 
     @property
     def is_error(self) -> bool:
-        return self.type in _ICMPV4_ERRORS
+        raise NotImplementedError
 
     @property
     def original(self) -> bytes:
-        """The quoted datagram of an error message (often truncated); empty for other types."""
-        return self.data if self.type in _ICMPV4_ERRORS else b""
+        """The quoted packet of an error message (often truncated); empty for other types."""
+        return self.data if self.is_error else b""
 
 
 @dataclass(slots=True)
-class Icmpv6Message:
-    """An ICMPv6 message; like ``Icmpv4Message``, with ``mtu`` used by Packet Too Big."""
+class Icmpv4Message(_IcmpMessage):
+    """ICMPv4: ``mtu`` is the 16-bit next-hop MTU of destination unreachable code 4 (RFC 1191)."""
 
-    type: int
-    code: int = 0
-    ident: int = 0
-    seq: int = 0
-    mtu: int = 0
-    rest: int = 0
-    data: bytes = b""
+    @property
+    def is_error(self) -> bool:
+        return self.type in _ICMPV4_ERRORS
+
+
+@dataclass(slots=True)
+class Icmpv6Message(_IcmpMessage):
+    """ICMPv6: ``mtu`` is the 32-bit MTU of Packet Too Big; types below 128 are errors."""
 
     @property
     def is_error(self) -> bool:
         return self.type < 128
 
-    @property
-    def original(self) -> bytes:
-        """The quoted packet of an error message (often truncated); empty for other types."""
-        return self.data if self.type < 128 else b""
+
+_Message = TypeVar("_Message", Icmpv4Message, Icmpv6Message)
+_ECHO_WORD, _MTU_WORD, _REST_WORD = range(3)
+
+
+def _v4_word_layout(kind: int, code: int) -> int:
+    if kind in (ICMPV4_ECHO_REQUEST, ICMPV4_ECHO_REPLY):
+        return _ECHO_WORD
+    if kind == ICMPV4_DEST_UNREACHABLE and code == ICMPV4_FRAGMENTATION_NEEDED:
+        return _MTU_WORD
+    return _REST_WORD
+
+
+def _v6_word_layout(kind: int) -> int:
+    if kind in (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY):
+        return _ECHO_WORD
+    return _MTU_WORD if kind == ICMPV6_PACKET_TOO_BIG else _REST_WORD
 
 
 def parse_icmpv4(data: BytesLike, *, verify_checksum: bool = True) -> Icmpv4Message:
     """Parse an ICMPv4 message (the IPv4 payload)."""
     if len(data) < ICMP_HEADER_LEN:
         raise MalformedPacket(f"ICMPv4 message of {len(data)} bytes is shorter than a header")
-    kind, code, _checksum, word = _HEADER.unpack_from(data)
-    if verify_checksum:
-        total = int.from_bytes(data, "big")
-        if len(data) & 1:
-            total <<= 8
-        if total % 0xFFFF or not total:
-            raise ChecksumError("ICMPv4 checksum does not verify")
-    body = bytes(data[ICMP_HEADER_LEN:])
-    if kind in (ICMPV4_ECHO_REQUEST, ICMPV4_ECHO_REPLY):
-        return Icmpv4Message(kind, code, ident=word >> 16, seq=word & 0xFFFF, data=body)
-    if kind == ICMPV4_DEST_UNREACHABLE and code == ICMPV4_FRAGMENTATION_NEEDED:
-        return Icmpv4Message(kind, code, mtu=word & 0xFFFF, data=body)
-    return Icmpv4Message(kind, code, rest=word, data=body)
-
-
-def emit_icmpv4(message: Icmpv4Message) -> bytes:
-    """Serialise with the checksum computed."""
-    word = _rest_word_v4(message)
-    try:
-        unchecked = _HEADER.pack(message.type, message.code, 0, word)
-    except struct.error as exc:
-        raise ValueError(f"ICMPv4 field out of range: {exc}") from None
-    checksum = _finish(int.from_bytes(unchecked, "big"), message.data)
-    return b"".join((unchecked[:2], checksum.to_bytes(2, "big"), unchecked[4:], message.data))
+    if verify_checksum and not checksum_ok(word_sum(data)):
+        raise ChecksumError("ICMPv4 checksum does not verify")
+    return _decode(Icmpv4Message, data, 0xFFFF, _v4_word_layout(data[0], data[1]))
 
 
 def parse_icmpv6(data: BytesLike, src: bytes, dst: bytes, *, verify_checksum: bool = True) -> Icmpv6Message:
     """Parse an ICMPv6 message; its checksum covers the IPv6 pseudo-header."""
-    size = len(data)
-    if size < ICMP_HEADER_LEN:
-        raise MalformedPacket(f"ICMPv6 message of {size} bytes is shorter than a header")
-    kind, code, _checksum, word = _HEADER.unpack_from(data)
-    if verify_checksum:
-        total = int.from_bytes(data, "big")
-        if size & 1:
-            total <<= 8
-        total += pseudo_header_sum(src, dst, PROTO_ICMPV6, size)
-        if total % 0xFFFF:
-            raise ChecksumError("ICMPv6 checksum does not verify")
-    body = bytes(data[ICMP_HEADER_LEN:])
-    if kind in (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY):
-        return Icmpv6Message(kind, code, ident=word >> 16, seq=word & 0xFFFF, data=body)
-    if kind == ICMPV6_PACKET_TOO_BIG:
-        return Icmpv6Message(kind, code, mtu=word, data=body)
-    return Icmpv6Message(kind, code, rest=word, data=body)
+    if len(data) < ICMP_HEADER_LEN:
+        raise MalformedPacket(f"ICMPv6 message of {len(data)} bytes is shorter than a header")
+    if verify_checksum and not transport_checksum_ok(data, src, dst, PROTO_ICMPV6):
+        raise ChecksumError("ICMPv6 checksum does not verify")
+    return _decode(Icmpv6Message, data, 0xFFFFFFFF, _v6_word_layout(data[0]))
+
+
+def emit_icmpv4(message: Icmpv4Message) -> bytes:
+    """Serialise with the checksum computed."""
+    word = _rest_word(message, 0xFFFF, _v4_word_layout(message.type, message.code))
+    return _encode(message, word, 0)
 
 
 def emit_icmpv6(message: Icmpv6Message, src: bytes, dst: bytes) -> bytes:
     """Serialise with the checksum (over the pseudo-header too) computed."""
-    if message.type in (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY):
-        word = _echo_word(message.ident, message.seq)
-    elif message.type == ICMPV6_PACKET_TOO_BIG:
-        word = message.mtu
-    else:
-        word = message.rest
-    try:
-        unchecked = _HEADER.pack(message.type, message.code, 0, word)
-    except struct.error as exc:
-        raise ValueError(f"ICMPv6 field out of range: {exc}") from None
+    word = _rest_word(message, 0xFFFFFFFF, _v6_word_layout(message.type))
     size = ICMP_HEADER_LEN + len(message.data)
-    start = pseudo_header_sum(src, dst, PROTO_ICMPV6, size) + int.from_bytes(unchecked, "big")
-    checksum = _finish(start, message.data)
-    return b"".join((unchecked[:2], checksum.to_bytes(2, "big"), unchecked[4:], message.data))
+    return _encode(message, word, pseudo_header_sum(src, dst, PROTO_ICMPV6, size))
 
 
-def _rest_word_v4(message: Icmpv4Message) -> int:
-    if message.type in (ICMPV4_ECHO_REQUEST, ICMPV4_ECHO_REPLY):
-        return _echo_word(message.ident, message.seq)
-    if message.type == ICMPV4_DEST_UNREACHABLE and message.code == ICMPV4_FRAGMENTATION_NEEDED:
-        if not 0 <= message.mtu <= 0xFFFF:
-            raise ValueError(f"ICMPv4 next-hop MTU {message.mtu} out of range")
+def _decode(cls: type[_Message], data: BytesLike, mtu_mask: int, layout: int) -> _Message:
+    kind, code, _checksum, word = _HEADER.unpack_from(data)
+    body = bytes(data[ICMP_HEADER_LEN:])
+    if layout == _ECHO_WORD:
+        return cls(kind, code, ident=word >> 16, seq=word & 0xFFFF, data=body)
+    if layout == _MTU_WORD:
+        return cls(kind, code, mtu=word & mtu_mask, data=body)
+    return cls(kind, code, rest=word, data=body)
+
+
+def _rest_word(message: _IcmpMessage, mtu_limit: int, layout: int) -> int:
+    if layout == _ECHO_WORD:
+        if not (0 <= message.ident <= 0xFFFF and 0 <= message.seq <= 0xFFFF):
+            raise ValueError("ICMP echo identifier and sequence are 16-bit")
+        return (message.ident << 16) | message.seq
+    if layout == _MTU_WORD:
+        if not 0 <= message.mtu <= mtu_limit:
+            raise ValueError(f"ICMP MTU {message.mtu} out of range")
         return message.mtu
     return message.rest
 
 
-def _echo_word(ident: int, seq: int) -> int:
-    if not (0 <= ident <= 0xFFFF and 0 <= seq <= 0xFFFF):
-        raise ValueError("ICMP echo identifier and sequence are 16-bit")
-    return (ident << 16) | seq
-
-
-def _finish(header_sum: int, data: BytesLike) -> int:
-    total = header_sum
-    if data:
-        data_sum = int.from_bytes(data, "big")
-        total += (data_sum << 8) if len(data) & 1 else data_sum
-    return finish_checksum(total)
+def _encode(message: _IcmpMessage, word: int, pseudo_header: int) -> bytes:
+    """Pack once, with the checksum summed from the field values and the data."""
+    total = pseudo_header + (message.type << 8) + message.code + word + word_sum(message.data)
+    try:
+        header = _HEADER.pack(message.type, message.code, finish_checksum(total), word)
+    except struct.error as exc:
+        raise ValueError(f"ICMP field out of range: {exc}") from None
+    return header + message.data
 
 
 def error_quote(packet: BytesLike) -> bytes:

@@ -48,8 +48,9 @@ def parse_ip(data: BytesLike, *, verify_checksum: bool = True) -> IpPacket:
         return IpPacket(4, header4.src, header4.dst, header4.protocol, payload, header4, header4.is_fragment)
     if version == 6:
         header6, payload = parse_ipv6(data)
-        fragmented = bool(header6.extension_headers) and header6.is_fragment
-        return IpPacket(6, header6.src, header6.dst, header6.next_header, payload, header6, fragmented)
+        return IpPacket(
+            6, header6.src, header6.dst, header6.next_header, payload, header6, header6.is_fragment
+        )
     raise MalformedPacket(f"unknown IP version {version}")
 
 

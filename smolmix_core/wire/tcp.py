@@ -8,6 +8,7 @@ from enum import IntFlag
 
 from smolmix_core.errors import ChecksumError, MalformedPacket
 from smolmix_core.wire._types import BytesLike
+from smolmix_core.wire.checksum import buffer_remainder, pseudo_header_sum, transport_checksum_ok
 from smolmix_core.wire.protocols import PROTO_TCP
 
 TCP_HEADER_LEN = 20
@@ -31,7 +32,7 @@ class TcpFlags(IntFlag):
     URG = 0x20
     ECE = 0x40
     CWR = 0x80
-    AE = 0x100  # RFC 3168's old NS bit, now Accurate ECN (RFC 9768)
+    AE = 0x100  # the former NS bit (RFC 3540), now Accurate ECN's AE
 
 
 @dataclass(slots=True)
@@ -66,7 +67,6 @@ _HEADER = struct.Struct("!HHIIHHHH")
 _FLAG_BITS = 0x1FF
 _NOP_NOP_TIMESTAMP = struct.Struct("!III")
 _NOP_NOP_TIMESTAMP_WORD = 0x0101080A
-_SACK_PERMITTED_TIMESTAMP = struct.Struct("!III")
 _SACK_PERMITTED_TIMESTAMP_WORD = 0x0402080A
 _MSS = struct.Struct("!BBH")
 _U16 = struct.Struct("!H")
@@ -86,13 +86,8 @@ def parse_tcp(
     header_length = (offset_flags >> 12) << 2
     if header_length < TCP_HEADER_LEN or header_length > size:
         raise MalformedPacket(f"TCP data offset {header_length} outside [20, {size}]")
-    if verify_checksum:
-        total = int.from_bytes(data, "big")
-        if size & 1:
-            total <<= 8
-        total += int.from_bytes(src + dst, "big") + PROTO_TCP + size  # pseudo-header
-        if total % 0xFFFF:
-            raise ChecksumError("TCP checksum does not verify")
+    if verify_checksum and not transport_checksum_ok(data, src, dst, PROTO_TCP):
+        raise ChecksumError("TCP checksum does not verify")
     if header_length == TCP_HEADER_LEN:
         options = TcpOptions()
     elif header_length == 32:
@@ -201,10 +196,9 @@ def emit_tcp(header: TcpHeader, payload: BytesLike, src: bytes, dst: bytes) -> b
     window = header.window
     urgent = header.urgent
     # Summed from field values and the two buffers, so nothing is packed twice; the pseudo-header
-    # makes the sum nonzero, so "-0" needs no special case.
+    # makes the sum nonzero, so "-0" needs no special case (see ``finish_checksum``).
     total = (
-        int.from_bytes(src + dst, "big")
-        + (PROTO_TCP + size)
+        pseudo_header_sum(src, dst, PROTO_TCP, size)
         + src_port
         + dst_port
         + seq
@@ -215,9 +209,7 @@ def emit_tcp(header: TcpHeader, payload: BytesLike, src: bytes, dst: bytes) -> b
     )
     if options:
         total += int.from_bytes(options, "big")
-    if payload:
-        payload_sum = int.from_bytes(payload, "big")
-        total += (payload_sum << 8) if len(payload) & 1 else payload_sum
+    total += buffer_remainder(payload)
     remainder = total % 0xFFFF
     try:
         fixed = _HEADER.pack(

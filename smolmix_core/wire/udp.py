@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from smolmix_core.errors import ChecksumError, MalformedPacket
 from smolmix_core.wire._types import BytesLike
+from smolmix_core.wire.checksum import buffer_remainder, pseudo_header_sum, transport_checksum_ok
 from smolmix_core.wire.protocols import PROTO_UDP
 
 UDP_HEADER_LEN = 8
@@ -36,14 +37,10 @@ def parse_udp(
     if checksum == 0:
         if len(src) != 4:
             raise ChecksumError("UDP over IPv6 with a zero checksum")
-    elif verify_checksum:
-        datagram = data[:length] if length != size else data
-        total = int.from_bytes(datagram, "big")
-        if length & 1:
-            total <<= 8
-        total += int.from_bytes(src + dst, "big") + PROTO_UDP + length  # pseudo-header
-        if total % 0xFFFF:
-            raise ChecksumError("UDP checksum does not verify")
+    elif verify_checksum and not transport_checksum_ok(
+        data[:length] if length != size else data, src, dst, PROTO_UDP
+    ):
+        raise ChecksumError("UDP checksum does not verify")
     return UdpHeader(src_port, dst_port), bytes(data[UDP_HEADER_LEN:length])
 
 
@@ -52,10 +49,13 @@ def emit_udp(header: UdpHeader, payload: BytesLike, src: bytes, dst: bytes) -> b
     length = UDP_HEADER_LEN + len(payload)
     if length > 0xFFFF:
         raise ValueError(f"UDP datagram of {length} bytes exceeds 65535")
-    total = int.from_bytes(src + dst, "big") + PROTO_UDP + length + header.src_port + header.dst_port + length
-    if payload:
-        payload_sum = int.from_bytes(payload, "big")
-        total += (payload_sum << 8) if len(payload) & 1 else payload_sum
+    total = (
+        pseudo_header_sum(src, dst, PROTO_UDP, length)
+        + header.src_port
+        + header.dst_port
+        + length
+        + buffer_remainder(payload)
+    )
     checksum = 0xFFFF - total % 0xFFFF  # never 0: a computed 0 is sent as 0xFFFF (RFC 768)
     try:
         fixed = _HEADER.pack(header.src_port, header.dst_port, length, checksum)

@@ -239,6 +239,8 @@ def test_a_flipped_byte_is_caught(
     position = data.draw(st.sampled_from(list(positions)))
     flipped = bytearray(packet)
     flipped[position] ^= data.draw(st.integers(1, 255))
+    # 0x45 -> 0x65 reads as IPv6, which has no header checksum: a different question.
+    assume(flipped[0] >> 4 == packet[0] >> 4)
     if kind == "udp" and len(src) == 4:
         assume(flipped[ip_header + 6 : ip_header + 8] != b"\x00\x00")  # zero means "no checksum" on IPv4
     with pytest.raises(MalformedPacket):
