@@ -14,6 +14,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 from smolmix_core.wire import (
     PROTO_TCP,
@@ -60,7 +61,7 @@ def word_sum_checksum(data: bytes) -> int:
     """The naive baseline: unpack every 16-bit word and add them up."""
     if len(data) % 2:
         data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -129,8 +130,8 @@ def main() -> None:
         assert naive_build(payload) == packet, "baseline and ours disagree"
         assert naive_parse(packet) == (40000, payload)
         build = rate(ours_build(data_header, payload))
-        build_naive = rate(lambda payload=payload: naive_build(payload))
-        build_bare = rate(lambda payload=payload: bare_pack(payload))
+        build_naive = rate(partial(naive_build, payload))
+        build_bare = rate(partial(bare_pack, payload))
         row(
             f"build {size} B payload",
             count(build),
@@ -139,8 +140,8 @@ def main() -> None:
             ratio(build, build_naive),
         )
         parse = rate(ours_parse(packet))
-        parse_naive = rate(lambda packet=packet: naive_parse(packet))
-        parse_bare = rate(lambda packet=packet: bare_unpack(packet))
+        parse_naive = rate(partial(naive_parse, packet))
+        parse_bare = rate(partial(bare_unpack, packet))
         row(
             f"parse+verify {size} B payload",
             count(parse),
@@ -165,8 +166,8 @@ def main() -> None:
     for size in (40, 1460, 65535):
         data = os.urandom(size)
         assert internet_checksum(data) == word_sum_checksum(data)
-        ours = rate(lambda data=data: internet_checksum(data)) * size / 1e6
-        naive = rate(lambda data=data: word_sum_checksum(data)) * size / 1e6
+        ours = rate(partial(internet_checksum, data)) * size / 1e6
+        naive = rate(partial(word_sum_checksum, data)) * size / 1e6
         row(f"{size} bytes", f"{ours:,.1f}", f"{naive:,.1f}", "", ratio(ours, naive))
 
 
