@@ -327,11 +327,23 @@ def test_unknown_final_flag_is_a_sphinx_error() -> None:
         processors[0].process(packet)
 
 
-@pytest.mark.parametrize("field", [b"\x00\x01\x01", b"\x00\x00\x01", b"\x00\x01\x04", b"\x01\x01\x02"])
+@pytest.mark.parametrize("field", [b"\x00\x01\x01", b"\x00\x00\x01", b"\x00\x01\x05", b"\x01\x01\x02"])
 def test_unknown_version_is_a_sphinx_error(field: bytes) -> None:
     packet, processors = crafted(hops=1, version_field=field)
     with pytest.raises(SphinxError, match="version"):
         processors[0].process(packet)
+
+
+def test_version_260_is_processed_like_259() -> None:
+    """nymtech/sphinx ``version.rs``: SINGLE_SEED_SURB (260) hops derive keys from the seed as 259."""
+    packet, processors = crafted(hops=3, version=VERSION_259, version_field=b"\x00\x01\x04")
+    for processor in processors[:-1]:
+        forward = processor.process(packet)
+        assert isinstance(forward, ForwardHop)
+        packet = forward.packet
+    final = processors[-1].process(packet)
+    assert isinstance(final, FinalHop)
+    assert final.message == b"hi"
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,13 @@ VERSION_258 = 258
 """X25519_WITH_EXPLICIT_PAYLOAD_KEYS: the payload key is 192 bytes of the HKDF output."""
 VERSION_259 = 259
 """PAYLOAD_KEYS_SEEDS: a 16-byte seed from the HKDF output is expanded to the payload key."""
+VERSION_260 = 260
+"""SINGLE_SEED_SURB: hops process it exactly like 259 (nymtech/sphinx ``version.rs``); only its
+SURBs differ, and those we neither build nor parse."""
 SUPPORTED_VERSIONS = (VERSION_258, VERSION_259)
+"""Versions we build packets and SURBs in."""
+PROCESSED_VERSIONS = (VERSION_258, VERSION_259, VERSION_260)
+"""Versions a hop accepts. Legacy 1 and 257 blind without clamping and are refused."""
 
 
 def version_bytes(version: int) -> bytes:

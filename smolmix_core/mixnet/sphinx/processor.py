@@ -14,8 +14,8 @@ from smolmix_core.mixnet.sphinx.constants import (
     HEADER_SIZE,
     HOP_BLOCK_SIZE,
     MIN_PAYLOAD_SIZE,
+    PROCESSED_VERSIONS,
     VERSION_258,
-    VERSION_259,
 )
 from smolmix_core.mixnet.sphinx.crypto import (
     derive_payload_key,
@@ -29,7 +29,7 @@ from smolmix_core.mixnet.sphinx.replay import ReplayFilter
 
 _MIN_PACKET_SIZE = HEADER_SIZE + MIN_PAYLOAD_SIZE
 _BETA_PADDING = bytes(HOP_BLOCK_SIZE)
-_VERSIONS = {b"\x00\x01\x02": VERSION_258, b"\x00\x01\x03": VERSION_259}
+_VERSIONS = {b"\x00" + version.to_bytes(2, "big"): version for version in PROCESSED_VERSIONS}
 
 
 @dataclass(frozen=True, slots=True)
