@@ -114,6 +114,10 @@ class RoutingAddressError(MixnetError, ValueError):
     """A NymNodeRoutingAddress (``ip_version ‖ port ‖ ip``) that does not parse or fit."""
 
 
+class Base58Error(MixnetError, ValueError):
+    """Text that is not base58, or longer than any encoding of the bytes it may stand for."""
+
+
 class SurbError(MixnetError):
     """Reply SURBs missing, exhausted, expired or malformed."""
 

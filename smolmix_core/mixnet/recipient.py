@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from smolmix_core.errors import RecipientError
-from smolmix_core.mixnet.base58 import b58decode, b58encode
+from smolmix_core.mixnet.base58 import b58decode, b58encode, max_encoded_length
 
 KEY_SIZE = 32
 RECIPIENT_SIZE = 3 * KEY_SIZE
@@ -72,6 +72,10 @@ class Recipient:
 def _decode_key(name: str, text: str) -> bytes:
     if not text:
         raise RecipientError(f"recipient {name} is empty")
+    if len(text) > max_encoded_length(KEY_SIZE):
+        raise RecipientError(
+            f"recipient {name} must decode to {KEY_SIZE} bytes; {len(text)} base58 characters are too many"
+        )
     try:
         key = b58decode(text)
     except ValueError as exc:

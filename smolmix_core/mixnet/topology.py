@@ -77,7 +77,7 @@ class MixNode:
             )
         except TopologyError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise TopologyError(f"malformed mix node descriptor: {exc!r}") from None
 
 
@@ -125,7 +125,7 @@ class Gateway:
             )
         except TopologyError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise TopologyError(f"malformed gateway descriptor: {exc!r}") from None
 
 
@@ -231,7 +231,7 @@ def _key_from_text(text: Any) -> bytes:
     if not isinstance(text, str):
         raise TopologyError(f"keys in descriptors are base58 text, got {type(text).__name__}")
     try:
-        key = b58decode(text)
+        key = b58decode(text, max_size=KEY_SIZE)
     except ValueError as exc:
         raise TopologyError(f"key is not base58: {exc}") from None
     if len(key) != KEY_SIZE:
