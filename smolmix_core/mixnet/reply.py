@@ -13,14 +13,26 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from smolmix_core.errors import SphinxError, SurbError
+from smolmix_core.errors import RoutingAddressError, SphinxError, SurbError
 from smolmix_core.mixnet.base58 import b58decode, b58encode
 from smolmix_core.mixnet.encryption import REPLY_KEY_SIZE, reply_key_digest
 from smolmix_core.mixnet.message import SENDER_TAG_SIZE
 from smolmix_core.mixnet.recipient import Recipient
 from smolmix_core.mixnet.routing import NymNodeRoutingAddress
-from smolmix_core.mixnet.sphinx import VERSION_258, VERSION_259, PacketSize, Surb, build_surb
+from smolmix_core.mixnet.sphinx import (
+    HEADER_SIZE,
+    MAX_PATH_LENGTH,
+    NODE_ADDRESS_LENGTH,
+    VERSION_258,
+    VERSION_259,
+    PacketSize,
+    Surb,
+    build_surb,
+)
+from smolmix_core.mixnet.sphinx.constants import PAYLOAD_KEY_SIZE
 from smolmix_core.mixnet.topology import Node
+
+_MAX_REPLY_SURB_SIZE = REPLY_KEY_SIZE + HEADER_SIZE + NODE_ADDRESS_LENGTH + MAX_PATH_LENGTH * PAYLOAD_KEY_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,21 +72,26 @@ class ReplySurb:
 
     @property
     def first_hop(self) -> NymNodeRoutingAddress:
-        return NymNodeRoutingAddress.from_padded(self.surb.first_hop_address)
+        """Where to send the packet; like upstream, the bytes after the address are not inspected."""
+        return NymNodeRoutingAddress.parse_prefix(self.surb.first_hop_address)[0]
 
     def to_bytes(self) -> bytes:
         return self.encryption_key + self.surb.to_bytes()
 
     @classmethod
     def from_bytes(cls, data: bytes, *, legacy: bool = True) -> ReplySurb:
-        """Parse; ``legacy`` selects Sphinx 258 key material (v1) over 259 seeds (v2)."""
+        """Parse; ``legacy`` selects Sphinx 258 key material (v1) over 259 seeds (v2).
+
+        As upstream ``ReplySurb::from_bytes`` does, the first hop must be a routing address.
+        """
         if len(data) <= REPLY_KEY_SIZE:
             raise SurbError("reply SURB too short")
         try:
             surb = Surb.from_bytes(
                 bytes(data[REPLY_KEY_SIZE:]), version=VERSION_258 if legacy else VERSION_259
             )
-        except SphinxError as exc:
+            NymNodeRoutingAddress.parse_prefix(surb.first_hop_address)
+        except (SphinxError, RoutingAddressError) as exc:
             raise SurbError(f"malformed reply SURB: {exc}") from None
         return cls(bytes(data[:REPLY_KEY_SIZE]), surb)
 
@@ -84,7 +101,7 @@ class ReplySurb:
     @classmethod
     def from_base58(cls, text: str, *, legacy: bool = True) -> ReplySurb:
         try:
-            raw = b58decode(text)
+            raw = b58decode(text, max_size=_MAX_REPLY_SURB_SIZE)
         except ValueError as exc:
             raise SurbError(f"reply SURB text is not base58: {exc}") from None
         return cls.from_bytes(raw, legacy=legacy)

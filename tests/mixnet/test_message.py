@@ -67,6 +67,15 @@ def test_v2_with_other_hop_counts() -> None:
     assert decode_message(encode_message(message)) == message
 
 
+@pytest.mark.parametrize("hops", [0, 4, 9, 255])
+def test_v2_without_surbs_ignores_the_hops_byte_like_upstream(hops: int) -> None:
+    # anonymous-replies requests/v2.rs: with a count of 0 the hops byte is read but never used.
+    raw = b"\x01" + TAG + b"\x03\x00\x00" + bytes([hops]) + b"data"
+    assert decode_message(raw) == RepliableMessage(TAG, RepliableKind.DATA, (), b"data", legacy=False)
+    encoded = encode_message(RepliableMessage(TAG, RepliableKind.DATA, (), b"d", legacy=False))
+    assert encoded[18:21] == bytes(3)
+
+
 def test_reply_layouts() -> None:
     assert encode_message(ReplyData(b"answer")) == b"\x02\x00answer"
     assert decode_message(b"\x02\x00answer") == ReplyData(b"answer")
@@ -87,6 +96,7 @@ def test_reply_layouts() -> None:
         (b"\x01" + TAG + b"\x00\x00\x00\x00\x02" + bytes(100), "announces 2 reply SURBs"),
         (b"\x01" + TAG + b"\x03\x00\x01\x09" + bytes(2000), "cannot have 9 hops"),
         (b"\x01" + TAG + b"\x03\x00\x01\x00", "cannot have 0 hops"),
+        (b"\x01" + TAG + b"\x05\x00\x01\x06" + bytes(500), "cannot have 6 hops"),
         (b"\x01" + TAG + b"\x04\x00\x01\x04" + bytes(459), "announces 1 reply SURBs"),
         (b"\x02", "too short"),
         (b"\x02\x05x", "unknown reply content tag"),
@@ -121,8 +131,9 @@ def test_padding_fills_whole_fragments_and_unpads(data: bytes) -> None:
     assert unpad_message(padded) == data
 
 
-def test_unpad_rejects_missing_marker_and_dirty_tail() -> None:
+def test_unpad_rejects_a_missing_marker_and_ignores_the_tail_like_upstream() -> None:
     with pytest.raises(MessageError, match="no padding marker"):
         unpad_message(bytes(10))
-    with pytest.raises(MessageError, match="not all zero"):
-        unpad_message(b"abc\x01\x00\x02")
+    # nymsphinx message.rs remove_padding: rposition(1) and cut, the tail is not checked.
+    assert unpad_message(b"abc\x01\x00\x02") == b"abc"
+    assert unpad_message(b"a\x01b\x01\x00") == b"a\x01b"

@@ -58,6 +58,24 @@ def test_reply_surb_errors() -> None:
         ReplySurb.from_base58("0OIl")
     with pytest.raises(SurbError, match="must be 2048"):
         surb.apply(bytes(100), PacketSize.REGULAR)
+    with pytest.raises(SurbError, match="base58"):
+        ReplySurb.from_base58("2" * 100_000)
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_reply_surb_first_hop_must_be_a_routing_address_like_upstream(legacy: bool) -> None:
+    """anonymous-replies reply_surb.rs from_bytes: ``NymNodeRoutingAddress::try_from(first_hop)?``."""
+    surb = _surb(SimNetwork(seed=3), legacy)
+    assert surb.first_hop.host.startswith("127.0.1.")
+    raw = bytearray(surb.to_bytes())
+    first_hop = 16 + 348
+    assert raw[first_hop] == 4
+    raw[first_hop] = 5
+    with pytest.raises(SurbError, match="IP version"):
+        ReplySurb.from_bytes(bytes(raw), legacy=legacy)
+    raw[first_hop] = 4
+    raw[first_hop + 31] = 0xAA  # upstream does not inspect what follows the address
+    assert ReplySurb.from_bytes(bytes(raw), legacy=legacy).first_hop == surb.first_hop
 
 
 def test_sender_tags_are_stable_per_recipient_and_bounded() -> None:
