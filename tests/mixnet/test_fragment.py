@@ -253,3 +253,118 @@ def test_inconsistent_total_is_dropped_not_merged() -> None:
     assert reassembler.add(Fragment(FragmentHeader(77, 4, 2), b"b" * UNLINKED), now=0.0) is None
     assert reassembler.counters["fragments_inconsistent"] == 1
     assert reassembler.held_bytes == UNLINKED
+
+
+# --- a literal port of upstream chunking, to pin our splitting to it ----------------------------
+# nymtech/nym common/nymsphinx/chunking/src/{lib.rs,set.rs}: number_of_required_fragments,
+# total_number_of_sets, prepare_unlinked_fragmented_set, prepare_linked_fragment_set and
+# split_into_sets, transcribed line by line (same bounds arithmetic, same loops).
+
+
+def _up_sizes(plaintext: int) -> tuple[int, int, int, int, int]:
+    unlinked, linked = plaintext - 7, plaintext - 10
+    full = 255 * unlinked
+    return unlinked, linked, full, full - 3, full - 6
+
+
+def _up_total_sets(message_len: int, plaintext: int) -> int:
+    _, _, full, one_way, two_way = _up_sizes(plaintext)
+    if message_len <= full:
+        return 1
+    if message_len <= 2 * one_way:
+        return 2
+    return -(-(message_len - 2 * one_way) // two_way) + 2
+
+
+def _up_required_fragments(message_len: int, plaintext: int) -> tuple[int, int]:
+    max_unlinked, max_linked, _, _, _ = _up_sizes(plaintext)
+    n = _up_total_sets(message_len, plaintext)
+    if n == 1:
+        if message_len < max_unlinked:
+            return 1, max_unlinked - message_len
+        quot, rem = divmod(message_len, max_unlinked)
+        return (quot, 0) if rem == 0 else (quot + 1, max_unlinked - rem)
+    without_last = (n - 1) * 255
+    linked_without_last = (2 * n - 2) - 1
+    unlinked_without_last = without_last - linked_without_last
+    final_len = message_len - linked_without_last * max_linked - unlinked_without_last * max_unlinked
+    if final_len < max_linked:
+        return without_last + 1, max_linked - final_len
+    if final_len == max_linked:
+        return without_last + 1, 0
+    quot, rem = divmod(final_len - max_linked, max_unlinked)
+    return (without_last + quot + 1, 0) if rem == 0 else (without_last + quot + 2, max_unlinked - rem)
+
+
+def _up_split(message: bytes, plaintext: int, ids: list[int]) -> list[list[bytes]]:
+    max_unlinked, max_linked, _, one_way, two_way = _up_sizes(plaintext)
+
+    def header(set_id: int, total: int, current: int, link: int | None) -> bytes:
+        tail = b"\x00" if link is None else (link | 0x8000_0000).to_bytes(4, "big")
+        return (set_id | 0x8000_0000).to_bytes(4, "big") + bytes([total, current]) + tail
+
+    def unlinked_set(chunk: bytes, set_id: int) -> list[bytes]:
+        count = -(-len(chunk) // max_unlinked)
+        return [
+            header(set_id, count, i, None) + chunk[(i - 1) * max_unlinked : min(len(chunk), i * max_unlinked)]
+            for i in range(1, count + 1)
+        ]
+
+    def linked_set(chunk: bytes, set_id: int, previous: int | None, following: int | None) -> list[bytes]:
+        if following is not None:
+            count = 255
+        else:
+            tail = len(chunk) - max_linked if len(chunk) >= max_linked else 0
+            count = 1 + -(-tail // max_unlinked)
+        lb = 0
+        ub = min(len(chunk), max_linked) if previous is not None else max_unlinked
+        out = []
+        for i in range(1, count + 1):
+            link = previous if i == 1 else None
+            if i == count and following is not None:
+                link = following
+            out.append(header(set_id, count, i, link) + chunk[lb:ub])
+            lb, ub = ub, min(len(chunk), ub + max_unlinked)
+        return out
+
+    n = _up_total_sets(len(message), plaintext)
+    if n == 1:
+        return [unlinked_set(message, ids[0])]
+    sets = []
+    lb, ub = 0, one_way
+    for i in range(n):
+        previous = ids[i - 1] if i else None
+        following = ids[i + 1] if i < n - 1 else None
+        sets.append(linked_set(message[lb:ub], ids[i], previous, following))
+        lb = ub
+        ub = min(len(message), ub + (one_way if i == n - 2 else two_way))
+    return sets
+
+
+def _boundary_lengths(plaintext: int) -> list[int]:
+    unlinked, linked, full, one_way, two_way = _up_sizes(plaintext)
+    anchors = [
+        1,
+        unlinked,
+        full,
+        one_way + linked,
+        2 * one_way,
+        2 * one_way + two_way,
+        3 * one_way + 2 * two_way,
+    ]
+    return sorted({max(1, anchor + delta) for anchor in anchors for delta in (-2, -1, 0, 1, 2)})
+
+
+@pytest.mark.parametrize("plaintext", [20, 41, FRAGMENT_SIZE])
+def test_splitting_matches_a_literal_port_of_upstream_chunking(plaintext: int) -> None:
+    for length in _boundary_lengths(plaintext):
+        message = bytes(random.Random(length).randbytes(length))
+        assert number_of_fragments(length, plaintext) == _up_required_fragments(length, plaintext), length
+        padded = pad_message(message, plaintext)
+        ours = split_into_sets(padded, plaintext, random.Random(length))
+        ids = [fragment_set[0].header.set_id for fragment_set in ours]
+        expected = _up_split(padded, plaintext, ids)
+        assert [[fragment.to_bytes() for fragment in fragment_set] for fragment_set in ours] == expected, (
+            length
+        )
+        assert {len(fragment) for fragment_set in expected for fragment in fragment_set} == {plaintext}
