@@ -32,7 +32,7 @@ import anyio.abc
 from anyio.abc import TaskStatus
 
 from smolmix_core.clock import Clock, RealClock
-from smolmix_core.errors import LinkError, MixnetClientClosed
+from smolmix_core.errors import LinkError, MixnetClientClosed, MixnetQueueFull
 from smolmix_core.mixnet.client_core import ClientCoreConfig, MixnetClientCore, OutgoingPacket
 from smolmix_core.mixnet.gateway_link import GatewayLink
 from smolmix_core.mixnet.interface import MixnetClient, ReceivedMessage
@@ -55,6 +55,9 @@ class SphinxClientConfig:
     """Send queued packets at once instead of on Poisson ticks (no cover from the main stream)."""
     disable_loop_cover_traffic_stream: bool = False
     max_queued_packets: int = 2048
+    max_packets_in_flight: int | None = 128
+    """Fast mode only: stop taking packets from the queue while this many await their ack, so
+    the mixnet's queues stay short and acks come back well within their timeout."""
     receive_queue_size: int = 1024
     core: ClientCoreConfig = field(default_factory=ClientCoreConfig)
 
@@ -199,15 +202,23 @@ class SphinxClient(MixnetClient):
     # --- driver ---------------------------------------------------------------------------------
 
     async def _submit(self, queue_message: Callable[[float], None]) -> None:
-        if self._closed:
-            raise MixnetClientClosed("the mixnet client is closed")
-        while self._core.queued_packets >= self.config.max_queued_packets:
-            space = self._space
-            await space.wait()
+        while True:
             if self._closed:
                 raise MixnetClientClosed("the mixnet client is closed")
-        queue_message(self.clock.now())
+            if self._core.queued_packets < self.config.max_queued_packets:
+                try:
+                    queue_message(self.clock.now())
+                    break
+                except MixnetQueueFull:
+                    if self._in_flight() == 0 and self._core.queued_packets == 0:
+                        raise  # the message alone exceeds the core's bound: it can never fit
+            await self._space.wait()
         self._signal_work()
+
+    def _in_flight(self) -> int:
+        """Fragments sent and not yet acknowledged (approximately: unacked minus still queued)."""
+        unacked = self._core.config.max_pending_fragments - self._core.free_fragment_slots
+        return max(0, unacked - self._core.queued_packets)
 
     def _signal_work(self) -> None:
         self._work.set()
@@ -215,9 +226,8 @@ class SphinxClient(MixnetClient):
             self._timer_scope.cancel()
 
     def _signal_space(self) -> None:
-        if self._core.queued_packets < self.config.max_queued_packets:
-            self._space.set()
-            self._space = anyio.Event()
+        self._space.set()
+        self._space = anyio.Event()
 
     async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -283,8 +293,12 @@ class SphinxClient(MixnetClient):
 
     async def _main_stream(self) -> None:
         if self.config.disable_main_poisson_packet_distribution:
+            window = self.config.max_packets_in_flight
             while True:
-                packet = self._core.next_real_packet(self.clock.now())
+                if window is not None and self._in_flight() >= window:
+                    packet = None
+                else:
+                    packet = self._core.next_real_packet(self.clock.now())
                 if packet is None:
                     work = self._work
                     await work.wait()
@@ -317,6 +331,7 @@ class SphinxClient(MixnetClient):
             await self._with_link(receive_one)
             for message in self._core.drain_received():
                 await self._received_in.send(message)
+            self._signal_space()
             if self._core.queued_packets:
                 self._signal_work()
 

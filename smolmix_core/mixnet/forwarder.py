@@ -62,18 +62,14 @@ class Forwarder:
         queue = self._queues.get(address)
         if queue is None:
             queue = self._open_queue(address)
-        if wait:
-            try:
-                await queue.send(frame)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self.counters["dropped_closed"] += 1
-                return False
-            return True
         try:
-            queue.send_nowait(frame)
-        except anyio.WouldBlock:
-            self.counters["dropped_queue_full"] += 1
-            return False
+            try:
+                queue.send_nowait(frame)  # the common case, without a scheduling round trip
+            except anyio.WouldBlock:
+                if not wait:
+                    self.counters["dropped_queue_full"] += 1
+                    return False
+                await queue.send(frame)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             self.counters["dropped_closed"] += 1
             return False

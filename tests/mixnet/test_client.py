@@ -14,6 +14,7 @@ from smolmix_core.errors import MixnetClientClosed
 from smolmix_core.mixnet.client import SphinxClient, SphinxClientConfig
 from smolmix_core.mixnet.interface import ReceivedMessage
 from smolmix_core.mixnet.node import LinkObservation
+from smolmix_core.mixnet.sphinx import PacketSize
 
 pytestmark = pytest.mark.anyio
 
@@ -157,3 +158,17 @@ async def test_aclose_leaves_no_task_and_receive_reports_closed() -> None:
         await other.aclose()
         await other.aclose()
         assert [message async for message in other] == []
+
+
+async def test_extended_packet_size() -> None:
+    observed: list[LinkObservation] = []
+    async with Devnet.start(seed=18, monitor=observed.append) as net:
+        config = SphinxClientConfig.fast()
+        config = replace(config, core=replace(config.core, packet_size=PacketSize.EXTENDED8))
+        alice = await net.client(0, config=config)
+        bob = await net.client(1, config=config)
+        payload = os.urandom(100_000)
+        await alice.send(bob.address, payload)
+        assert (await receive_within(bob)).data == payload
+        assert {o.size for o in observed if o.direction in ("in", "out", "uplink")} == {8557, ACK}
+        assert alice.stats()["packets_sent"] == 13
