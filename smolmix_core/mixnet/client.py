@@ -32,7 +32,7 @@ import anyio.abc
 from anyio.abc import TaskStatus
 
 from smolmix_core.clock import Clock, RealClock
-from smolmix_core.errors import LinkError, MixnetClientClosed, MixnetQueueFull
+from smolmix_core.errors import GatewayError, LinkError, MixnetClientClosed, MixnetQueueFull
 from smolmix_core.mixnet.client_core import ClientCoreConfig, MixnetClientCore, OutgoingPacket
 from smolmix_core.mixnet.gateway_link import GatewayLink
 from smolmix_core.mixnet.interface import MixnetClient, ReceivedMessage
@@ -115,6 +115,7 @@ class SphinxClient(MixnetClient):
         self._finished = anyio.Event()
         self._closed = False
         self.packets_sent = 0
+        self.reconnections = 0
         self.cover_packets_sent = 0
 
     # --- construction -------------------------------------------------------------------------
@@ -196,6 +197,7 @@ class SphinxClient(MixnetClient):
         stats = dict(self._core.stats())
         stats["packets_sent"] = self.packets_sent
         stats["cover_packets_sent"] = self.cover_packets_sent
+        stats["reconnections"] = self.reconnections
         stats["received_waiting"] = self._received_out.statistics().current_buffer_used
         return stats
 
@@ -230,19 +232,33 @@ class SphinxClient(MixnetClient):
         self._space = anyio.Event()
 
     async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open the link (its errors reach the caller of ``start``), then run the tasks.
+
+        Once started, a failure inside the client closes the client (``receive`` reports it)
+        and is logged; it never propagates into the task group that hosts the client.
+        """
         try:
-            with anyio.CancelScope() as scope:
-                self._scope = scope
-                self._link = await self._open_link()
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._main_stream, name="sphinx-client main stream")
-                    if not self.config.disable_loop_cover_traffic_stream:
-                        tg.start_soon(self._loop_cover_stream, name="sphinx-client loop cover")
-                    tg.start_soon(self._receiver, name="sphinx-client receiver")
-                    tg.start_soon(self._timer, name="sphinx-client timers")
-                    task_status.started()
-        except MixnetClientClosed as exc:
-            logger.warning("sphinx client stopped: %s", exc)
+            self._link = await self._open_link()
+        except BaseException:
+            self._closed = True
+            self._received_in.close()
+            self._finished.set()
+            raise
+        try:
+            try:
+                with anyio.CancelScope() as scope:
+                    self._scope = scope
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._main_stream, name="sphinx-client main stream")
+                        if not self.config.disable_loop_cover_traffic_stream:
+                            tg.start_soon(self._loop_cover_stream, name="sphinx-client loop cover")
+                        tg.start_soon(self._receiver, name="sphinx-client receiver")
+                        tg.start_soon(self._timer, name="sphinx-client timers")
+                        task_status.started()
+            except* MixnetClientClosed as group:
+                logger.warning("sphinx client stopped: %s", group.exceptions[0])
+            except* Exception:
+                logger.exception("sphinx client failed; closing it")
         finally:
             self._closed = True
             self._received_in.close()
@@ -270,10 +286,13 @@ class SphinxClient(MixnetClient):
                 logger.warning("gateway link lost (%s); reconnecting", exc)
             async with self._link_lock:
                 if self._link is link:
+                    with anyio.move_on_after(1):
+                        await link.aclose()
                     await self.clock.sleep(0.1 * 2**attempt)
                     try:
                         self._link = await self._open_link()
-                    except LinkError as exc:
+                        self.reconnections += 1
+                    except (LinkError, GatewayError) as exc:
                         logger.warning("reconnecting to the gateway failed: %s", exc)
         raise MixnetClientClosed("lost the gateway link and could not reconnect")
 

@@ -113,6 +113,14 @@ class GatewayServer(SphinxHop):
     def connected_clients(self) -> int:
         return len(self._clients)
 
+    async def disconnect_client(self, identity: bytes) -> bool:
+        """Close a client's link (an operator's kick; tests use it to exercise reconnection)."""
+        link = self._clients.get(identity)
+        if link is None:
+            return False
+        await link.websocket.aclose(1001, "disconnected by the gateway")
+        return True
+
     def stats(self) -> dict[str, int]:
         stats = super().stats()
         stats["clients"] = len(self._clients)

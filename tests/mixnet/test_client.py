@@ -172,3 +172,17 @@ async def test_extended_packet_size() -> None:
         assert (await receive_within(bob)).data == payload
         assert {o.size for o in observed if o.direction in ("in", "out", "uplink")} == {8557, ACK}
         assert alice.stats()["packets_sent"] == 13
+
+
+async def test_client_reconnects_and_gets_what_arrived_meanwhile() -> None:
+    async with Devnet.start(seed=19) as net:
+        alice = await net.client(0)
+        bob = await net.client(1)
+        gateway = net.gateways[0]
+        assert await gateway.disconnect_client(alice.address.identity)
+        await bob.send(alice.address, b"while you were away")
+        assert (await receive_within(alice)).data == b"while you were away"
+        await alice.send(bob.address, b"back again")
+        assert (await receive_within(bob)).data == b"back again"
+        assert alice.stats()["reconnections"] >= 1
+        assert gateway.stats()["client_links"] >= 2
