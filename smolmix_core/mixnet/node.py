@@ -102,9 +102,7 @@ class SphinxHop:
         self._connections = 0
         self._next_hops: dict[bytes, Address] = {}
         self._forwarder: Forwarder | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
         self._exit_group: anyio.abc.TaskGroup | None = None
-        self._stopped = anyio.Event()
         self.port = 0
 
     @property
@@ -135,7 +133,6 @@ class SphinxHop:
         self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
         try:
             async with anyio.create_task_group() as tg:
-                self._task_group = tg
                 self._forwarder = Forwarder(
                     tg,
                     self.clock,
@@ -152,7 +149,6 @@ class SphinxHop:
         finally:
             with anyio.CancelScope(shield=True):
                 await listener.aclose()
-            self._stopped.set()
 
     async def _start_extra(self, task_group: anyio.abc.TaskGroup) -> None:
         """Subclasses start more listeners or tasks here, before ``serve`` reports started."""
