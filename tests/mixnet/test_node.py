@@ -253,3 +253,21 @@ async def test_garbage_on_the_gateway_client_port() -> None:
         await link.send(net.first_hop, packet)
         assert await receive_n(link, 1) == [b"k" * 21]
         await link.aclose()
+
+
+async def test_a_later_packet_with_a_shorter_delay_overtakes() -> None:
+    async with small_net() as net:
+        secret = os.urandom(32)
+        link = await connect(net, secret)
+        destination = identity_of(secret)
+        slow = build_packet(
+            net.route(), destination, b"s" * 21, delays_ns=[300_000_000, 0, 0, 0], payload_size=38
+        )
+        fast = build_packet(
+            net.route(), destination, b"f" * 21, delays_ns=[5_000_000, 0, 0, 0], payload_size=38
+        )
+        await link.send(net.first_hop, slow)
+        await eventually(lambda: net.mixes[0].stats()["delay_queue"] == 1)
+        await link.send(net.first_hop, fast)
+        assert await receive_n(link, 2) == [b"f" * 21, b"s" * 21]
+        await link.aclose()
