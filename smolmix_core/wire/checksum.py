@@ -68,8 +68,7 @@ def transport_checksum_ok(data: BytesLike, src: bytes, dst: bytes, protocol: int
 
     ``protocol`` is nonzero, so the true sum is too and "≡ 0" alone means it folds to -0.
     """
-    total = buffer_remainder(data) + int.from_bytes(src + dst, "big") + protocol + len(data)
-    return total % _MODULUS == 0
+    return (buffer_remainder(data) + pseudo_header_sum(src, dst, protocol, len(data))) % _MODULUS == 0
 
 
 def internet_checksum(*parts: BytesLike) -> int:
