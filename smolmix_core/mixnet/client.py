@@ -179,6 +179,7 @@ class SphinxClient(MixnetClient):
                 await self._finished.wait()
         self._closed = True
         self._received_in.close()
+        self._received_out.close()
 
     # --- lanes and stats ------------------------------------------------------------------------
 

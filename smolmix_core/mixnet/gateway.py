@@ -238,10 +238,11 @@ class GatewayServer(SphinxHop):
         finally:
             with anyio.CancelScope(shield=True):
                 replaced = self._clients.get(identity) is not link
+                link.pushes.close()
                 if not replaced:
                     del self._clients[identity]
-                    link.pushes.close()
                     self._requeue(link)
+                link.pushes_out.close()
                 await websocket.aclose(_REPLACED_CLOSE_CODE if replaced else 1000)
 
     async def _authenticate(self, websocket: WebSocket) -> tuple[LinkSession, bytes]:

@@ -147,6 +147,8 @@ class SphinxHop:
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
+            if self._forwarder is not None:
+                self._forwarder.close()
             with anyio.CancelScope(shield=True):
                 await listener.aclose()
 

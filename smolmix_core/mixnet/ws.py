@@ -189,7 +189,8 @@ class WebSocket:
             else:
                 await self._close_stream()
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            self._stream_closed = True
+            with anyio.CancelScope(shield=True):
+                await self._close_stream()
             raise LinkError(f"websocket write failed: {exc!r}") from exc
         except anyio.get_cancelled_exc_class():
             # Part of a frame may be on the wire: the stream can no longer be trusted.
