@@ -31,6 +31,7 @@ class TcpConfig:
     fin_wait2_timeout: float = 60.0  # how long a closed socket waits for the peer's FIN
     challenge_ack_limit: int = 10  # RFC 5961 challenge ACKs per second per connection
     dup_threshold: int = 3  # later segments delivered before an earlier one is deemed lost
+    tail_loss_probe: bool = True  # RFC 8985 TLP (with SACK): probe a silent tail before the RTO
     initial_window: int = 10  # segments (RFC 6928), capped at 14600 bytes
     reassembly_ranges: int = 64  # out-of-order islands held per connection; beyond, dropped
     min_ipv4_mtu: int = 552  # floor for path-MTU reductions from ICMP (as Linux's min_pmtu)

@@ -125,6 +125,8 @@ COUNTERS = (
     "tcp_fast_retransmits",
     "tcp_fast_recoveries",
     "tcp_rto_timeouts",
+    "tcp_rack_losses",
+    "tcp_tail_loss_probes",
     "tcp_out_of_order",
     "tcp_reassembly_drops",
     "tcp_zero_window_drops",
@@ -258,13 +260,17 @@ class NetCore:
     def handle_timeouts(self, now: float) -> None:
         self.last_now = now
         timers = self._timers
+        fired: dict[int, int] = {}
         while timers and timers[0][0] <= now:
             when, _, sock = heapq.heappop(timers)
             if when != sock._heap_at:
                 continue
             sock._heap_at = INF
             if sock.deadline <= now:
+                runs = fired[id(sock)] = fired.get(id(sock), 0) + 1
                 try:
+                    if runs > 8:
+                        raise RuntimeError(f"timer of {sock!r} keeps firing at {now}")
                     sock.on_timer(now)
                 except Exception:
                     self.counters["internal_errors"] += 1

@@ -247,6 +247,45 @@ class Scoreboard:
             self._rexmitted = keep
         return marked
 
+    def reorder_candidate_time(self) -> float | None:
+        """Send time of the oldest undelivered, unmarked segment sent before the newest delivered
+        one: the packet threshold has not condemned it yet, a time threshold (RACK) may."""
+        delivered = self.delivered_xmit
+        segs = self.segs
+        earliest: float | None = None
+        for i in range(self._scan, len(segs)):
+            seg = segs[i]
+            if not (seg.sacked or seg.lost or seg.rexmits):
+                if seg.xmit < delivered:
+                    earliest = seg.time
+                break
+        for seg in self._rexmitted:
+            if seg.sacked or seg.lost or seg.xmit >= delivered:
+                continue
+            if earliest is None or seg.time < earliest:
+                earliest = seg.time
+        return earliest
+
+    def mark_overtaken(self, now: float, window: float) -> int:
+        """Mark lost every undelivered segment sent ``window`` or longer before ``now`` and before
+        the newest delivered transmission (RFC 8985's time-based rule)."""
+        delivered = self.delivered_xmit
+        marked = 0
+        segs = self.segs
+        for i in range(self._scan, len(segs)):
+            seg = segs[i]
+            if seg.sacked or seg.lost or seg.rexmits:
+                continue
+            if seg.xmit >= delivered or seg.time + window > now:
+                break
+            self._mark_lost(seg)
+            marked += 1
+        for seg in self._rexmitted:
+            if not (seg.sacked or seg.lost) and seg.xmit < delivered and seg.time + window <= now:
+                self._mark_lost(seg)
+                marked += 1
+        return marked
+
     def mark_first_lost(self) -> bool:
         """NewReno (no SACK): the first unacknowledged segment is presumed lost."""
         seg = self.first()

@@ -131,6 +131,7 @@ class TcpSocket:
         "_persist_at",
         "_persist_backoff",
         "_persist_probes",
+        "_rack_at",
         "_rbuf",
         "_rcv_adv",
         "_rcv_buf_size",
@@ -158,6 +159,8 @@ class TcpSocket:
         "_stats",
         "_syn_rexmits",
         "_syn_time",
+        "_tlp_at",
+        "_tlp_outstanding",
         "_ts_offset",
         "_ts_ok",
         "_ts_recent",
@@ -269,6 +272,9 @@ class TcpSocket:
         self._persist_at = INF
         self._keepalive_at = INF
         self._close_at = INF
+        self._rack_at = INF
+        self._tlp_at = INF
+        self._tlp_outstanding = False
         self._deadline = INF
         self._heap_at = INF
         self._persist_backoff = 0
@@ -726,6 +732,7 @@ class TcpSocket:
                 self._on_sack_blocks(blocks)
             if sb.detect_losses(self._config.dup_threshold):
                 self._on_loss_detected()
+            self._arm_rack(now)
         fin_seq = self._fin_seq
         if fin_seq is not None and self._snd_una > fin_seq:
             state = self.state
@@ -790,7 +797,12 @@ class TcpSocket:
         cap = 2 * max(self._snd_buf_size, self._max_snd_wnd) + 4 * mss
         if self._cwnd > cap:
             self._cwnd = cap
-        self._rto_at = now + self._rtt.rto if self._snd_nxt > ack else INF
+        self._tlp_outstanding = False
+        if self._snd_nxt > ack:
+            self._rto_at = now + self._rtt.rto
+            self._arm_tlp(now)
+        else:
+            self._rto_at = self._tlp_at = INF
 
     def _rtt_sample_from(self, options: TcpOptions, now: float, sent_at: float | None) -> None:
         timestamp = options.timestamp
@@ -801,6 +813,74 @@ class TcpSocket:
                 return
         if sent_at is not None:
             self._rtt.sample(now - sent_at)
+
+    def _rack_window(self) -> float:
+        """How long after its transmission a segment overtaken by a delivered one is lost."""
+        rtt = self._rtt.srtt
+        if rtt is None:
+            rtt = self._rtt.rto
+        return rtt + max(rtt / 4, 0.001)
+
+    def _arm_rack(self, now: float) -> None:
+        sb = self._sb
+        sent_at = sb.reorder_candidate_time()
+        if sent_at is None:
+            self._rack_at = INF
+            return
+        window = self._rack_window()
+        if sent_at + window <= now:
+            if sb.mark_overtaken(now, window):
+                self._stats["tcp_rack_losses"] += 1
+                self._on_loss_detected()
+            sent_at = sb.reorder_candidate_time()
+        if sent_at is None:
+            self._rack_at = INF
+        else:
+            self._rack_at = max(sent_at + window, now + 0.001)
+
+    def _arm_tlp(self, now: float) -> None:
+        """RFC 8985 tail loss probe: if no ACK comes for ~2 RTTs, probe instead of waiting for the RTO."""
+        srtt = self._rtt.srtt
+        if (
+            srtt is None
+            or not self._sack_ok
+            or self._in_recovery
+            or self._tlp_outstanding
+            or not self._config.tail_loss_probe
+        ):
+            self._tlp_at = INF
+            return
+        pto = max(2 * srtt, 0.01)
+        if self._snd_nxt - self._snd_una <= self._mss:
+            pto += 0.2  # a lone segment may wait out the peer's delayed ACK
+        when = now + pto
+        self._tlp_at = when if when < self._rto_at else INF
+
+    def _on_tlp(self, now: float) -> None:
+        self._tlp_at = INF
+        sb = self._sb
+        if self.state not in _SENDING_STATES or not sb or self._in_recovery or self._tlp_outstanding:
+            return
+        self._tlp_outstanding = True
+        self._stats["tcp_tail_loss_probes"] += 1
+        nxt = self._snd_nxt
+        data_end = self._sbuf_seq + len(self._sbuf)
+        room = self._snd_una + self._snd_wnd - nxt
+        if nxt < data_end and room > 0:
+            end = nxt + min(self._mss, data_end - nxt, room)
+            if end == self._fin_seq:
+                end += 1
+            self._transmit_range(nxt, end, now)
+            sb.record(nxt, end, now)
+            self._snd_nxt = end
+        else:
+            last = sb.last()
+            if last is None or last.sacked:
+                return
+            self._transmit_range(last.start, last.end, now)
+            sb.retransmitted(last, now)
+            self._stats["tcp_retransmits"] += 1
+        self._rto_at = now + self._rtt.rto
 
     def _on_dupack(self, now: float) -> None:
         self._dupacks += 1
@@ -820,6 +900,7 @@ class TcpSocket:
         if self._in_recovery:
             return
         self._in_recovery = True
+        self._tlp_at = INF
         self._recover = self._snd_nxt
         self._stats["tcp_fast_recoveries"] += 1
         flight = self._snd_nxt - self._snd_una
@@ -947,6 +1028,13 @@ class TcpSocket:
                 self._terminate(None, now, send_rst=True)
             self._finish()
             return
+        if self._rack_at <= now:
+            self._rack_at = INF
+            self._arm_rack(now)
+            if self.state in _SENDING_STATES:
+                self._output(now)
+        if self._tlp_at <= now:
+            self._on_tlp(now)
         if self._rto_at <= now:
             self._on_rto(now)
         if self.state != CLOSED and self._persist_at <= now:
@@ -960,7 +1048,7 @@ class TcpSocket:
         self._finish()
 
     def _on_rto(self, now: float) -> None:
-        self._rto_at = INF
+        self._rto_at = self._tlp_at = self._rack_at = INF
         state = self.state
         stats = self._stats
         if state in (SYN_SENT, SYN_RECEIVED):
@@ -1119,6 +1207,8 @@ class TcpSocket:
         if sb:
             if self._rto_at == INF:
                 self._rto_at = now + self._rtt.rto
+            if self._tlp_at == INF and sent:
+                self._arm_tlp(now)
         elif self._persist_at == INF and (nxt < data_end or (fin_seq is not None and nxt == fin_seq)):
             self._persist_at = now + self._persist_interval()
         return sent
@@ -1218,7 +1308,7 @@ class TcpSocket:
 
     def _enter_time_wait(self, now: float) -> None:
         self.state = TIME_WAIT
-        self._rto_at = self._persist_at = self._keepalive_at = INF
+        self._rto_at = self._persist_at = self._keepalive_at = self._rack_at = self._tlp_at = INF
         self._close_at = now + self._config.time_wait
         self._sbuf = bytearray()
         self._sb.clear()
@@ -1234,6 +1324,7 @@ class TcpSocket:
             self._rbuf.clear()
         self.state = CLOSED
         self._rto_at = self._delack_at = self._persist_at = self._keepalive_at = self._close_at = INF
+        self._rack_at = self._tlp_at = INF
         self._sbuf = bytearray()
         self._sb.clear()
         self._wake = True
@@ -1243,7 +1334,15 @@ class TcpSocket:
         if self._wake:
             self._wake = False
             self._host.tcp_wake(self)
-        deadline = min(self._rto_at, self._delack_at, self._persist_at, self._keepalive_at, self._close_at)
+        deadline = min(
+            self._rto_at,
+            self._delack_at,
+            self._persist_at,
+            self._keepalive_at,
+            self._close_at,
+            self._rack_at,
+            self._tlp_at,
+        )
         if deadline != self._deadline:
             self._deadline = deadline
             if deadline != INF:

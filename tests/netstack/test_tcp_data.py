@@ -173,7 +173,7 @@ def test_send_is_bounded_by_the_send_buffer_and_space_returns_on_ack() -> None:
 
 
 def test_retransmission_timeout_backs_off_and_keeps_backoff_without_a_sample() -> None:
-    core = make_core(timestamps=False)
+    core = make_core(timestamps=False, tail_loss_probe=False)
     sock, peer = open_connection(core)
     sock.send(b"d" * 3000, 0.0)
     assert data_offsets(peer, peer.out()) == [(0, MSS), (MSS, MSS), (2 * MSS, 80)]
@@ -194,7 +194,7 @@ def test_retransmission_timeout_backs_off_and_keeps_backoff_without_a_sample() -
 
 
 def test_too_many_retransmissions_time_out_with_a_reset() -> None:
-    core = make_core(timestamps=False, max_retries=3)
+    core = make_core(timestamps=False, max_retries=3, tail_loss_probe=False)
     sock, peer = open_connection(core)
     sock.send(b"d" * 100, 0.0)
     peer.out()
@@ -271,6 +271,44 @@ def test_a_lost_retransmission_is_detected_from_later_sacks_without_a_timeout() 
     assert new_data[:3] == [10, 11, 12]  # sent after the (lost) retransmission
     assert resent_when == [13]  # once the third of them (segment 12) is SACKed
     assert core.stats()["tcp_rto_timeouts"] == 0
+
+
+def test_tail_loss_probe_then_time_based_loss_marking_beat_the_rto() -> None:
+    core = make_core(timestamps=False)
+    sock, peer = open_connection(core, sack=True)
+    sock.send(b"t" * 3000, 0.0)
+    assert len(peer.out()) == 3  # all three are lost
+    assert core.poll_deadline() == pytest.approx(0.01)  # 2 * SRTT, floored; the RTO is 0.2 s
+    peer.at(0.01)
+    assert data_offsets(peer, peer.out()) == [(2 * MSS, 80)]  # the probe: the last segment again
+    peer.now = 0.012
+    peer.inject(ACK, peer.seq(0), peer.ack_of(0), options=peer.sack((2 * MSS, 3000)))
+    assert data_offsets(peer, peer.out()) == [(0, MSS), (MSS, MSS)]  # overtaken, so lost
+    stats = core.stats()
+    assert stats["tcp_tail_loss_probes"] == 1
+    assert stats["tcp_rack_losses"] == 1
+    assert stats["tcp_rto_timeouts"] == 0
+
+
+def test_reordering_within_the_time_window_is_not_mistaken_for_loss() -> None:
+    core = make_core(timestamps=False)
+    sock, peer = open_connection(core, sack=True)
+    peer.now = 0.1
+    sock.send(b"r" * 100, 0.1)
+    peer.out()
+    peer.now = 0.2
+    peer.inject(ACK, peer.seq(0), peer.ack_of(100))
+    assert sock.srtt == pytest.approx(0.0125)  # samples of 0 s (handshake) and 0.1 s
+    sock.send(b"r" * (4 * MSS), 0.2)
+    assert len(peer.out()) == 4
+    peer.now = 0.205
+    peer.inject(ACK, peer.seq(0), peer.ack_of(100), options=peer.sack((100 + MSS, 100 + 2 * MSS)))
+    assert peer.out() == []  # one segment overtaken, but SRTT * 5/4 has not passed: maybe late
+    assert core.poll_deadline() == pytest.approx(0.2 + 0.0125 * 1.25)
+    peer.now = 0.21
+    peer.inject(ACK, peer.seq(0), peer.ack_of(100 + 2 * MSS))  # and it was
+    assert peer.out() == []
+    assert core.stats()["tcp_retransmits"] == 0
 
 
 def test_zero_window_is_probed_with_backoff_until_it_opens() -> None:
