@@ -32,7 +32,7 @@ import anyio.abc
 from anyio.abc import TaskStatus
 
 from smolmix_core.clock import Clock, RealClock
-from smolmix_core.errors import GatewayError, LinkError, MixnetClientClosed, MixnetQueueFull
+from smolmix_core.errors import GatewayError, LinkError, MixnetClientClosed, MixnetQueueFull, SurbError
 from smolmix_core.mixnet.client_core import ClientCoreConfig, MixnetClientCore, OutgoingPacket
 from smolmix_core.mixnet.gateway_link import GatewayLink
 from smolmix_core.mixnet.interface import MixnetClient, ReceivedMessage
@@ -159,6 +159,11 @@ class SphinxClient(MixnetClient):
     async def send_anonymous(
         self, recipient: Recipient, data: bytes, *, reply_surbs: int = 10, lane: int | None = None
     ) -> None:
+        """Send a Repliable message; ``SurbError`` if ``reply_surbs`` exceeds what one request may carry
+        (``maximum_allowed_reply_surb_request_size``): building SURBs is synchronous work."""
+        limit = self._core.config.maximum_allowed_reply_surb_request_size
+        if not 0 <= reply_surbs <= limit:
+            raise SurbError(f"reply_surbs must be between 0 and {limit}, got {reply_surbs}")
         await self._submit(
             lambda now: self._core.send_anonymous(recipient, data, now, reply_surbs=reply_surbs, lane=lane)
         )

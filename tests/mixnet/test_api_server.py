@@ -175,12 +175,13 @@ async def test_every_error_path_keeps_the_connection_open() -> None:
             ("{not json", ErrorKind.MALFORMED_REQUEST),
             (json.dumps({"type": "send", "message": "x", "recipient": "bogus"}), ErrorKind.MALFORMED_REQUEST),
             (encode_request(ReplyRequest(b"\x01" * 16, b"nobody gave us SURBs")), ErrorKind.OTHER),
+            (encode_request(SendAnonymousRequest(address, b"x", reply_surbs=2**32 - 1)), ErrorKind.OTHER),
         ]
         for frame, kind in cases:
             answer = await request(app, frame)
             assert isinstance(answer, ErrorResponse), frame
             assert answer.kind == kind, (frame, answer)
-        assert api.stats()["malformed_requests"] == len(cases) - 1
+        assert api.stats()["malformed_requests"] == len(cases) - 2
         # still serving: a message to ourselves goes round the mixnet
         await app.send(good)
         assert await next_response(app) == ReceivedResponse(b"abc", None)
