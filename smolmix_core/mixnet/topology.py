@@ -174,8 +174,12 @@ class Topology:
             grouped.setdefault(node.layer, []).append(node)
         if not grouped:
             raise TopologyError("a topology needs at least one mix node")
-        count = max(grouped)
-        return cls([grouped.get(number, []) for number in range(1, count + 1)], gateways)
+        count = len(grouped)
+        if max(grouped) != count:
+            # a gap: found among the first count + 1 numbers, never by walking up to a hostile layer
+            missing = min(set(range(1, count + 2)) - grouped.keys())
+            raise TopologyError(f"mix layer {missing} is empty")
+        return cls([grouped[number] for number in range(1, count + 1)], gateways)
 
     @property
     def mixnodes(self) -> tuple[MixNode, ...]:

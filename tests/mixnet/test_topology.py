@@ -106,3 +106,16 @@ def test_inconsistencies_are_topology_errors() -> None:
 def test_malformed_descriptors(descriptor: dict[str, object]) -> None:
     with pytest.raises(TopologyError):
         Topology.from_dict(descriptor)
+
+
+@pytest.mark.parametrize("layer", [4, 10**12])
+def test_a_layer_gap_is_refused_without_walking_to_the_claimed_layer(layer: int) -> None:
+    # Found by fuzzing: a descriptor naming layer 10**12 used to build 10**12 empty layers.
+    descriptor = {
+        "mixnodes": [_mix(1, 1).to_dict(), {**_mix(2, 2).to_dict(), "layer": layer}],
+        "gateways": [_gateway(0).to_dict()],
+    }
+    with pytest.raises(TopologyError, match="layer 2 is empty"):
+        Topology.from_dict(descriptor)
+    two_layers = Topology.from_nodes([_mix(2, 2), _mix(1, 1)], [_gateway(0)])
+    assert two_layers.layers == ((_mix(1, 1),), (_mix(2, 2),))
