@@ -20,6 +20,7 @@ B4, B6 = "10.0.0.2", "fd00::2"
 async def stack_pair(
     *,
     mtu: int = 1500,
+    stack_mtu: int | None = None,
     clock: Clock | None = None,
     faults: dict[str, Any] | None = None,
     seed: int = 1,
@@ -50,12 +51,24 @@ async def stack_pair(
             )
         options = stack_options or {}
         stack_a = await exits.enter_async_context(
-            Stack(a_dev, StackConfig(ipv4=A4, ipv6=A6, tcp=tcp, seed=seed), clock=clock, **options)
+            Stack(
+                a_dev,
+                StackConfig(ipv4=A4, ipv6=A6, mtu=stack_mtu or mtu, tcp=tcp, seed=seed),
+                clock=clock,
+                **options,
+            )
         )
         stack_b = await exits.enter_async_context(
             Stack(
                 b_dev,
-                StackConfig(ipv4=B4, ipv6=B6, tcp=tcp, seed=seed + 1000, forward_all=b_forward_all),
+                StackConfig(
+                    ipv4=B4,
+                    ipv6=B6,
+                    mtu=stack_mtu or mtu,
+                    tcp=tcp,
+                    seed=seed + 1000,
+                    forward_all=b_forward_all,
+                ),
                 clock=clock,
                 **options,
             )
