@@ -194,6 +194,8 @@ def _decode_reply(body: bytes) -> ReplyData | SurbRequest:
             recipient = Recipient.from_bytes(bytes(content[:RECIPIENT_SIZE]))
         except RecipientError as exc:
             raise MessageError(f"SURB request names a bad recipient: {exc}") from None
+        if not recipient.has_valid_identities:
+            raise MessageError("SURB request names a recipient whose identity is not an ed25519 key")
         (amount,) = struct.unpack_from(">I", content, RECIPIENT_SIZE)
         return SurbRequest(recipient, amount)
     raise MessageError(f"unknown reply content tag {tag}")

@@ -9,6 +9,24 @@ from smolmix_core.mixnet.base58 import b58decode, b58encode, max_encoded_length
 
 KEY_SIZE = 32
 RECIPIENT_SIZE = 3 * KEY_SIZE
+_P = 2**255 - 19
+_D = -121665 * pow(121666, -1, _P) % _P
+
+
+def is_ed25519_public_key(key: bytes) -> bool:
+    """Whether upstream (ed25519-dalek ``VerifyingKey::from_bytes``) accepts ``key`` as a public key.
+
+    That is point decompression alone: y is the low 255 bits, *not* required to be below p, and
+    some x must exist, i.e. ``(y² − 1) / (d·y² + 1)`` is a square mod p (``d·y² + 1`` never is
+    zero). The sign bit is not checked, not even for x = 0.
+    """
+    if len(key) != KEY_SIZE:
+        return False
+    y = int.from_bytes(key, "little") & ((1 << 255) - 1)
+    yy = y * y % _P
+    u = (yy - 1) % _P
+    v = (_D * yy + 1) % _P
+    return u == 0 or pow(u * v % _P, (_P - 1) // 2, _P) == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +56,12 @@ class Recipient:
 
     def to_bytes(self) -> bytes:
         return self.identity + self.encryption_key + self.gateway
+
+    @property
+    def has_valid_identities(self) -> bool:
+        """Whether the client and gateway identities are ed25519 points, as upstream's
+        ``Recipient::try_from_bytes`` requires (any 32 bytes are an x25519 key)."""
+        return is_ed25519_public_key(self.identity) and is_ed25519_public_key(self.gateway)
 
     @classmethod
     def parse(cls, text: str) -> Recipient:

@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from smolmix_core.mixnet.ack import SURB_ACK_SIZE
 from smolmix_core.mixnet.client_core import ClientCoreConfig, MixnetClientCore, OutgoingPacket
 from smolmix_core.mixnet.keys import ClientKeys
@@ -54,7 +56,10 @@ class SimNetwork:
         self.gateways = []
         for index in range(2):
             private, public = generate_keypair(self.rng)
-            gateway = Gateway(self.rng.randbytes(32), public, f"127.0.9.{index + 1}", 1789, "ws://unused")
+            identity = Ed25519PrivateKey.from_private_bytes(self.rng.randbytes(32)).public_key()
+            gateway = Gateway(
+                identity.public_bytes_raw(), public, f"127.0.9.{index + 1}", 1789, "ws://unused"
+            )
             self._processors[gateway.routing_address.address] = SphinxProcessor(private)
             self._gateway_of[gateway.routing_address.address] = gateway.identity
             self.gateways.append(gateway)

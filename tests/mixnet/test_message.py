@@ -101,6 +101,9 @@ def test_reply_layouts() -> None:
         (b"\x02", "too short"),
         (b"\x02\x05x", "unknown reply content tag"),
         (b"\x02\x01" + bytes(99), "SURB request is 100 bytes"),
+        # upstream Recipient::try_from_bytes: the identities must decompress as ed25519 points
+        (b"\x02\x01" + (2).to_bytes(32, "little") + bytes(64) + b"\x00\x00\x00\x0a", "not an ed25519 key"),
+        (b"\x02\x01" + b"\x01" * 64 + (2).to_bytes(32, "little") + b"\x00\x00\x00\x0a", "not an ed25519 key"),
     ],
 )
 def test_malformed_messages(raw: bytes, message: str) -> None:

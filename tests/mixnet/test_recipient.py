@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smolmix_core.errors import RecipientError
-from smolmix_core.mixnet.recipient import Recipient
+from smolmix_core.mixnet.recipient import Recipient, is_ed25519_public_key
 
 VECTOR = (
     "CytBseW6yFXUMzz4SGAKdNLGR7q3sJLLYxyBGvutNEQV.4QXYyEVc5fUDjmmi8PrHN9tdUFV4PCvSJE1278cHyvoe"
@@ -86,3 +87,29 @@ def test_parse_rejects_non_text() -> None:
 def test_recipient_error_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="'@'"):
         Recipient.parse("nothing here")
+
+
+P = 2**255 - 19
+
+
+def test_ed25519_key_check_accepts_real_keys_and_refuses_non_points() -> None:
+    keys = [Ed25519PrivateKey.generate().public_key().public_bytes_raw() for _ in range(20)]
+    assert all(is_ed25519_public_key(key) for key in [*keys, IDENTITY, GATEWAY])
+    assert Recipient.parse(VECTOR).has_valid_identities
+    # y = 2: (y² - 1) / (d·y² + 1) is not a square mod p, so no x exists
+    assert not is_ed25519_public_key((2).to_bytes(32, "little"))
+    assert not Recipient((2).to_bytes(32, "little"), ENCRYPTION, GATEWAY).has_valid_identities
+    assert not Recipient(IDENTITY, ENCRYPTION, (2).to_bytes(32, "little")).has_valid_identities
+    assert Recipient(IDENTITY, bytes(32), GATEWAY).has_valid_identities  # any x25519 bytes will do
+    assert not is_ed25519_public_key(IDENTITY[:31])
+
+
+def test_ed25519_key_check_is_as_lenient_as_dalek_decompression() -> None:
+    # curve25519-dalek FieldElement::from_bytes masks bit 255 and does not require y < p, and
+    # decompression does not reject the sign bit on x = 0: these all decode to y = 1 (x = 0).
+    for encoded in (1, 1 | 1 << 255, P + 1):
+        assert is_ed25519_public_key(encoded.to_bytes(32, "little"))
+    # the sign bit never decides validity
+    for key in (IDENTITY, GATEWAY, (2).to_bytes(32, "little")):
+        flipped = key[:31] + bytes([key[31] ^ 0x80])
+        assert is_ed25519_public_key(flipped) == is_ed25519_public_key(key)
