@@ -413,7 +413,7 @@ def decode_request_text(text: str) -> Request:
         if not isinstance(tag_text, str):
             raise ApiError(ErrorKind.MALFORMED_REQUEST, "missing field `senderTag`")
         try:
-            sender_tag = b58decode(tag_text)
+            sender_tag = b58decode(tag_text, max_size=SENDER_TAG_SIZE)
         except ValueError as exc:
             raise ApiError(ErrorKind.MALFORMED_REQUEST, f"senderTag is not base58: {exc}") from None
         if len(sender_tag) != SENDER_TAG_SIZE:
@@ -491,7 +491,7 @@ def decode_response_text(text: str) -> Response:
     try:
         if kind == "received":
             tag_text = body.get("senderTag")
-            sender_tag = None if tag_text is None else b58decode(tag_text)
+            sender_tag = None if tag_text is None else b58decode(tag_text, max_size=SENDER_TAG_SIZE)
             if sender_tag is not None and len(sender_tag) != SENDER_TAG_SIZE:
                 raise ValueError("senderTag is not 16 bytes")
             return ReceivedResponse(str(body["message"]).encode(), sender_tag)

@@ -292,3 +292,18 @@ def test_garbage_never_crashes_the_decoders(frame: bytes) -> None:
         except ApiError as exc:
             kinds.append(exc.kind)
         assert all(1 <= kind <= 0xFF for kind in kinds)
+
+
+def test_json_sender_tag_length_is_bounded_before_decoding() -> None:
+    huge = "2" * 200_000  # quadratic to decode; the bound refuses it by its length alone
+    with pytest.raises(ApiError, match="cannot encode") as info:
+        decode_request_text(json.dumps({"type": "reply", "message": "m", "senderTag": huge}))
+    assert info.value.kind == ErrorKind.MALFORMED_REQUEST
+    with pytest.raises(ApiError, match="cannot encode") as info:
+        decode_response_text(json.dumps({"type": "received", "message": "m", "senderTag": huge}))
+    assert info.value.kind == ErrorKind.MALFORMED_RESPONSE
+    # the longest text that still encodes 16 bytes is accepted
+    widest = b58encode(b"\xff" * 16)
+    assert decode_request_text(
+        json.dumps({"type": "reply", "message": "m", "senderTag": widest})
+    ) == ReplyRequest(b"\xff" * 16, b"m")
