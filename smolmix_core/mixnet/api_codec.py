@@ -261,11 +261,13 @@ def _lane_and_data(frame: bytes, offset: int, what: str) -> tuple[int | None, by
 
 def _recipient_from_wire(raw: bytes) -> Recipient:
     recipient = Recipient.from_bytes(bytes(raw))
-    if not is_valid_ed25519_point(recipient.identity) or not is_valid_ed25519_point(recipient.gateway):
-        raise ApiError(
-            ErrorKind.MALFORMED_REQUEST, "malformed recipient: identity key is not an ed25519 point"
-        )
+    _check_identities(recipient, ErrorKind.MALFORMED_REQUEST)
     return recipient
+
+
+def _check_identities(recipient: Recipient, kind: ErrorKind) -> None:
+    if not recipient.has_valid_identities:
+        raise ApiError(kind, "malformed recipient: identity key is not an ed25519 point")
 
 
 def _check_sender_tag(tag: bytes) -> None:
@@ -438,10 +440,7 @@ def _recipient_field(body: dict[str, Any]) -> Recipient:
         recipient = Recipient.parse(text)
     except RecipientError as exc:
         raise ApiError(ErrorKind.MALFORMED_REQUEST, str(exc)) from None
-    if not is_valid_ed25519_point(recipient.identity) or not is_valid_ed25519_point(recipient.gateway):
-        raise ApiError(
-            ErrorKind.MALFORMED_REQUEST, "malformed recipient: identity key is not an ed25519 point"
-        )
+    _check_identities(recipient, ErrorKind.MALFORMED_REQUEST)
     return recipient
 
 
@@ -517,36 +516,6 @@ def _error_from_text(message: str) -> ErrorResponse:
     return ErrorResponse(ErrorKind.OTHER, message)
 
 
-# --- ed25519 point check --------------------------------------------------------------------
-
-_P = 2**255 - 19
-_D = (-121665 * pow(121666, _P - 2, _P)) % _P
-_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
-
-
-def is_valid_ed25519_point(key: bytes) -> bool:
-    """Whether ``key`` decompresses to a point on edwards25519 (what upstream checks on parse)."""
-    if len(key) != 32:
-        return False
-    encoded = int.from_bytes(key, "little")
-    y = encoded & ((1 << 255) - 1)
-    sign = encoded >> 255
-    if y >= _P:
-        return False
-    y2 = y * y % _P
-    u = (y2 - 1) % _P
-    v = (_D * y2 + 1) % _P
-    x = u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P) % _P
-    vx2 = v * x * x % _P
-    if vx2 == u:
-        pass
-    elif vx2 == (-u) % _P:
-        x = x * _SQRT_M1 % _P
-    else:
-        return False
-    return not (x == 0 and sign == 1)
-
-
 __all__ = [
     "SENDER_TAG_SIZE",
     "ClosedConnectionRequest",
@@ -570,5 +539,4 @@ __all__ = [
     "encode_request_text",
     "encode_response",
     "encode_response_text",
-    "is_valid_ed25519_point",
 ]

@@ -29,10 +29,9 @@ from smolmix_core.mixnet.api_codec import (
     encode_request_text,
     encode_response,
     encode_response_text,
-    is_valid_ed25519_point,
 )
 from smolmix_core.mixnet.base58 import b58encode
-from smolmix_core.mixnet.recipient import Recipient
+from smolmix_core.mixnet.recipient import Recipient, is_ed25519_public_key
 
 ADDRESS = (
     "CytBseW6yFXUMzz4SGAKdNLGR7q3sJLLYxyBGvutNEQV.4QXYyEVc5fUDjmmi8PrHN9tdUFV4PCvSJE1278cHyvoe"
@@ -138,7 +137,7 @@ def test_every_request_error_code() -> None:
     assert kind_of(oversized) == ErrorKind.MALFORMED_REQUEST
     # a recipient whose identity is not a curve point
     bad_identity = next(
-        bytes([i]) + bytes(31) for i in range(2, 256) if not is_valid_ed25519_point(bytes([i]) + bytes(31))
+        bytes([i]) + bytes(31) for i in range(2, 256) if not is_ed25519_public_key(bytes([i]) + bytes(31))
     )
     bad = b"\x00" + bad_identity + RECIPIENT.to_bytes()[32:] + bytes(8) + bytes(8)
     assert kind_of(bad) == ErrorKind.MALFORMED_REQUEST
@@ -259,9 +258,30 @@ def test_json_responses() -> None:
 
 
 def test_spec_recipient_is_a_valid_point() -> None:
-    assert is_valid_ed25519_point(RECIPIENT.identity)
-    assert is_valid_ed25519_point(RECIPIENT.gateway)
-    assert not is_valid_ed25519_point(b"\xff" * 32)
+    assert RECIPIENT.has_valid_identities
+    assert not is_ed25519_public_key((2).to_bytes(32, "little"))
+
+
+def test_recipient_keys_are_checked_as_upstream_decompresses_them() -> None:
+    """dalek accepts a non-canonical y (≥ p) and x = 0 with the sign bit set; so must we."""
+    p = 2**255 - 19
+    for lenient in ((1 | 1 << 255).to_bytes(32, "little"), (p + 1).to_bytes(32, "little")):
+        recipient = Recipient(lenient, RECIPIENT.encryption_key, lenient)
+        frame = encode_request(SendRequest(recipient, b"x"))
+        assert decode_request(frame) == SendRequest(recipient, b"x")
+        text = encode_request_text(SendAnonymousRequest(recipient, b"x", 1))
+        assert decode_request_text(text) == SendAnonymousRequest(recipient, b"x", 1)
+    not_a_point = next(
+        k for k in (bytes([i]) + bytes(31) for i in range(2, 256)) if not is_ed25519_public_key(k)
+    )
+    for bad in (
+        Recipient(not_a_point, RECIPIENT.encryption_key, RECIPIENT.gateway),
+        Recipient(RECIPIENT.identity, RECIPIENT.encryption_key, not_a_point),
+    ):
+        assert kind_of(encode_request(SendRequest(bad, b""))) == ErrorKind.MALFORMED_REQUEST
+        with pytest.raises(ApiError) as info:
+            decode_request_text(encode_request_text(SendRequest(bad, b"")))
+        assert info.value.kind == ErrorKind.MALFORMED_REQUEST
 
 
 @settings(max_examples=200, deadline=None)
