@@ -222,11 +222,7 @@ def decode_request(frame: bytes) -> Request:
         lane, data = _lane_and_data(frame, 1 + SENDER_TAG_SIZE, "message")
         return ReplyRequest(sender_tag, data, lane)
     if tag == _SELF_ADDRESS:
-        if len(frame) != 1:
-            raise ApiError(
-                ErrorKind.MALFORMED_REQUEST, f"'self_address' takes no data, got {len(frame) - 1} bytes"
-            )
-        return SelfAddressRequest()
+        return SelfAddressRequest()  # upstream ignores anything after the tag
     if tag in (_CLOSED_CONNECTION, _GET_LANE_QUEUE_LENGTH):
         name = "closed_connection" if tag == _CLOSED_CONNECTION else "get_lane_queue_length"
         _need(frame, _CONNECTION_FRAME, name, ErrorKind.TOO_SHORT_REQUEST)
