@@ -318,12 +318,14 @@ def decode_response(frame: bytes) -> Response:
             return ReceivedResponse(data, sender_tag)
         raise ApiError(ErrorKind.MALFORMED_RESPONSE, f"has_sender_tag must be 0 or 1, got {flag}")
     if tag == _SELF_ADDRESS_RESPONSE:
-        _need(frame, 1 + RECIPIENT_SIZE, "self_address", ErrorKind.TOO_SHORT_RESPONSE)
-        if len(frame) != 1 + RECIPIENT_SIZE:
+        if len(frame) != 1 + RECIPIENT_SIZE:  # upstream calls any other length "too short"
             raise ApiError(
-                ErrorKind.MALFORMED_RESPONSE, f"'self_address' is exactly 97 bytes, got {len(frame)}"
+                ErrorKind.TOO_SHORT_RESPONSE,
+                f"not enough data provided to recover 'self_address': {len(frame)} != 97 bytes",
             )
-        return SelfAddressResponse(Recipient.from_bytes(bytes(frame[1:])))
+        recipient = Recipient.from_bytes(bytes(frame[1:]))
+        _check_identities(recipient, ErrorKind.MALFORMED_RESPONSE)
+        return SelfAddressResponse(recipient)
     if tag == _LANE_QUEUE_LENGTH:
         _need(frame, 17, "lane_queue_length", ErrorKind.TOO_SHORT_RESPONSE)
         if len(frame) != 17:
@@ -491,7 +493,9 @@ def decode_response_text(text: str) -> Response:
                 raise ValueError("senderTag is not 16 bytes")
             return ReceivedResponse(str(body["message"]).encode(), sender_tag)
         if kind == "selfAddress":
-            return SelfAddressResponse(Recipient.parse(body["address"]))
+            recipient = Recipient.parse(body["address"])
+            _check_identities(recipient, ErrorKind.MALFORMED_RESPONSE)
+            return SelfAddressResponse(recipient)
         if kind == "laneQueueLength":
             length = body["queue_length"] if "queue_length" in body else body["queueLength"]
             if not (_is_uint(body["lane"], _MAX_U64) and _is_uint(length, _MAX_U64)):

@@ -157,7 +157,15 @@ def test_response_error_codes() -> None:
     assert response_kind(b"\x01\x02" + bytes(8)) == ErrorKind.MALFORMED_RESPONSE
     assert response_kind(b"\x01\x00" + (9).to_bytes(8, "big") + b"short") == ErrorKind.MALFORMED_RESPONSE
     assert response_kind(b"\x02" + bytes(95)) == ErrorKind.TOO_SHORT_RESPONSE
-    assert response_kind(b"\x02" + bytes(97)) == ErrorKind.MALFORMED_RESPONSE
+    # SelfAddress: any length but 97 is "too short" (as upstream), a bad identity is malformed
+    assert response_kind(b"\x02" + bytes(97)) == ErrorKind.TOO_SHORT_RESPONSE
+    assert response_kind(b"\x02" + RECIPIENT.to_bytes() + b"\x00") == ErrorKind.TOO_SHORT_RESPONSE
+    not_a_point = (2).to_bytes(32, "little")
+    bad = Recipient(not_a_point, RECIPIENT.encryption_key, RECIPIENT.gateway)
+    assert response_kind(b"\x02" + bad.to_bytes()) == ErrorKind.MALFORMED_RESPONSE
+    with pytest.raises(ApiError) as info:
+        decode_response_text(encode_response_text(SelfAddressResponse(bad)))
+    assert info.value.kind == ErrorKind.MALFORMED_RESPONSE
     assert response_kind(b"\x03" + bytes(17)) == ErrorKind.MALFORMED_RESPONSE
     assert response_kind(b"\x00\x42" + bytes(8)) == ErrorKind.MALFORMED_RESPONSE
 
