@@ -305,7 +305,10 @@ def decode_response(frame: bytes) -> Response:
         except ValueError:
             raise ApiError(ErrorKind.MALFORMED_RESPONSE, f"unknown error kind {frame[1]}") from None
         message = _sized(frame, 2, "error message", ErrorKind.MALFORMED_RESPONSE)
-        return ErrorResponse(kind, message.decode(errors="replace"))
+        try:
+            return ErrorResponse(kind, message.decode())
+        except UnicodeDecodeError:
+            raise ApiError(ErrorKind.MALFORMED_RESPONSE, "error message is not UTF-8") from None
     if tag == _RECEIVED:
         _need(frame, 10, "received", ErrorKind.TOO_SHORT_RESPONSE)
         flag = frame[1]

@@ -168,6 +168,11 @@ def test_response_error_codes() -> None:
     assert info.value.kind == ErrorKind.MALFORMED_RESPONSE
     assert response_kind(b"\x03" + bytes(17)) == ErrorKind.MALFORMED_RESPONSE
     assert response_kind(b"\x00\x42" + bytes(8)) == ErrorKind.MALFORMED_RESPONSE
+    assert response_kind(b"\x00\x04" + (2).to_bytes(8, "big") + b"\xff\xfe") == ErrorKind.MALFORMED_RESPONSE
+    utf8 = "naïve ✓".encode()
+    assert decode_response(b"\x00\x04" + len(utf8).to_bytes(8, "big") + utf8) == ErrorResponse(
+        ErrorKind.MALFORMED_REQUEST, "naïve ✓"
+    )
 
 
 def test_error_texts_are_the_spec_prefixes() -> None:
