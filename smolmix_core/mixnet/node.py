@@ -260,11 +260,12 @@ class SphinxHop:
     # --- outbound ---------------------------------------------------------------------------
 
     def _next_hop(self, padded: bytes) -> Address | None:
+        """The address at the start of ``padded``; like upstream, the padding bytes are ignored."""
         address = self._next_hops.get(padded)
         if address is not None:
             return address
         try:
-            address = NymNodeRoutingAddress.from_padded(padded).address
+            address = NymNodeRoutingAddress.parse_prefix(padded)[0].address
         except RoutingAddressError as exc:
             self.counters["dropped_bad_next_hop"] += 1
             self._log_drop("bad_next_hop", "dropping a packet with an unusable next hop: %s", exc)

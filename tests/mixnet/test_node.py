@@ -271,3 +271,34 @@ async def test_a_later_packet_with_a_shorter_delay_overtakes() -> None:
         await link.send(net.first_hop, fast)
         assert await receive_n(link, 2) == [b"f" * 21, b"s" * 21]
         await link.aclose()
+
+
+def dirty(padded: bytes, used: int) -> bytes:
+    return padded[:used] + bytes(range(0xA0, 0xA0 + len(padded) - used))
+
+
+async def test_next_hops_ignore_padding_bytes_like_upstream() -> None:
+    """Upstream parses a routing address as a prefix: whatever follows it is not looked at."""
+    async with small_net() as net:
+        secret = os.urandom(32)
+        link = await connect(net, secret)
+        hops = [*net.mixes, net.gateway]
+        route = [
+            RouteNode(dirty(NymNodeRoutingAddress(*hop.address).to_padded(32), 7), hop.sphinx_key)
+            for hop in hops
+        ]
+        ack = build_packet(route, identity_of(secret), b"a" * 21, delays_ns=[0] * 4, payload_size=38)
+        ack_with_dirty_first_hop = dirty(net.first_hop.to_padded(19), 7) + ack
+        body = os.urandom(1643)
+        packet = build_packet(
+            route,
+            identity_of(secret),
+            ack_with_dirty_first_hop + body,
+            delays_ns=[0] * 4,
+            payload_size=PacketSize.REGULAR.payload_size,
+        )
+        await link.send(net.first_hop, packet)
+        assert sorted(await receive_n(link, 2), key=len) == [b"a" * 21, body]
+        assert net.gateway.stats()["surb_acks_launched"] == 1
+        assert all("dropped_bad_next_hop" not in mix.stats() for mix in net.mixes)
+        await link.aclose()
