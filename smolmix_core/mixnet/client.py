@@ -32,7 +32,7 @@ import anyio.abc
 from anyio.abc import TaskStatus
 
 from smolmix_core.clock import Clock, RealClock
-from smolmix_core.errors import GatewayError, LinkError, MixnetClientClosed, MixnetQueueFull, SurbError
+from smolmix_core.errors import GatewayError, LinkError, MixnetClientClosed, MixnetQueueFull
 from smolmix_core.mixnet.client_core import ClientCoreConfig, MixnetClientCore, OutgoingPacket
 from smolmix_core.mixnet.gateway_link import GatewayLink
 from smolmix_core.mixnet.interface import MixnetClient, ReceivedMessage
@@ -160,10 +160,8 @@ class SphinxClient(MixnetClient):
         self, recipient: Recipient, data: bytes, *, reply_surbs: int = 10, lane: int | None = None
     ) -> None:
         """Send a Repliable message; ``SurbError`` if ``reply_surbs`` exceeds what one request may carry
-        (``maximum_allowed_reply_surb_request_size``): building SURBs is synchronous work."""
-        limit = self._core.config.maximum_allowed_reply_surb_request_size
-        if not 0 <= reply_surbs <= limit:
-            raise SurbError(f"reply_surbs must be between 0 and {limit}, got {reply_surbs}")
+        (``maximum_allowed_reply_surb_request_size``), checked before waiting for queue space."""
+        self._core.check_reply_surbs(reply_surbs)
         await self._submit(
             lambda now: self._core.send_anonymous(recipient, data, now, reply_surbs=reply_surbs, lane=lane)
         )
@@ -218,15 +216,10 @@ class SphinxClient(MixnetClient):
                     queue_message(self.clock.now())
                     break
                 except MixnetQueueFull:
-                    if self._in_flight() == 0 and self._core.queued_packets == 0:
+                    if self._core.free_fragment_slots == self._core.config.max_pending_fragments:
                         raise  # the message alone exceeds the core's bound: it can never fit
             await self._space.wait()
         self._signal_work()
-
-    def _in_flight(self) -> int:
-        """Fragments sent and not yet acknowledged (approximately: unacked minus still queued)."""
-        unacked = self._core.config.max_pending_fragments - self._core.free_fragment_slots
-        return max(0, unacked - self._core.queued_packets)
 
     def _signal_work(self) -> None:
         self._work.set()
@@ -320,7 +313,7 @@ class SphinxClient(MixnetClient):
         if self.config.disable_main_poisson_packet_distribution:
             window = self.config.max_packets_in_flight
             while True:
-                if window is not None and self._in_flight() >= window:
+                if window is not None and self._core.packets_in_flight >= window:
                     packet = None
                 else:
                     packet = self._core.next_real_packet(self.clock.now())

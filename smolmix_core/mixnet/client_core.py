@@ -211,6 +211,7 @@ class MixnetClientCore:
         self._housekeeping_at: float | None = None
         self._surb_expiry_at: float | None = None
         self._counters: Counter[str] = Counter()
+        self._in_flight = 0
 
     # --- topology --------------------------------------------------------------------------
 
@@ -233,12 +234,24 @@ class MixnetClientCore:
     def send_anonymous(
         self, recipient: Recipient, data: bytes, now: float, *, reply_surbs: int, lane: int | None = None
     ) -> None:
-        """Queue a Repliable message carrying ``reply_surbs`` fresh SURBs under our tag for ``recipient``."""
-        if reply_surbs < 0:
-            raise ValueError("reply_surbs cannot be negative")
+        """Queue a Repliable message carrying ``reply_surbs`` fresh SURBs under our tag for ``recipient``.
+
+        ``SurbError`` outside ``0..maximum_allowed_reply_surb_request_size`` (see ``check_reply_surbs``).
+        """
+        self.check_reply_surbs(reply_surbs)
         self._topology.gateway(recipient.gateway)
         tag = self._sender_tags.tag_for(recipient)
         self._send_surbs(recipient, tag, RepliableKind.DATA, reply_surbs, bytes(data), lane, now)
+
+    def check_reply_surbs(self, count: int) -> None:
+        """``SurbError`` unless ``0 <= count <= maximum_allowed_reply_surb_request_size``.
+
+        Building SURBs is synchronous work (a Sphinx header each), so one request for 2^32 - 1
+        of them would freeze the caller; the bound is the one we apply to others' requests.
+        """
+        limit = self.config.maximum_allowed_reply_surb_request_size
+        if not 0 <= count <= limit:
+            raise SurbError(f"reply_surbs must be between 0 and {limit}, got {count}")
 
     def reply(self, sender_tag: bytes, data: bytes, now: float, *, lane: int | None = None) -> None:
         """Answer through the SURBs filed under ``sender_tag``; more are requested when short.
@@ -346,7 +359,7 @@ class MixnetClientCore:
                 self._counters["fragments_unpreparable"] += 1
                 self._finish(job)
                 continue
-            job.state = _State.IN_FLIGHT
+            self._set_state(job, _State.IN_FLIGHT)
             # Provisional timer in case the driver never reports the send; packet_sent restarts it.
             self._arm_timer(job, now + 2 * self._ack_timeout(job))
             self._counters["real_packets_prepared"] += 1
@@ -473,6 +486,14 @@ class MixnetClientCore:
         self._counters["acks_received"] += 1
         self._finish(job)
 
+    def _set_state(self, job: _Job, state: _State) -> None:
+        """Every state change goes through here, so the in-flight count is exact."""
+        if job.state is _State.IN_FLIGHT:
+            self._in_flight -= 1
+        if state is _State.IN_FLIGHT:
+            self._in_flight += 1
+        job.state = state
+
     def _finish(self, job: _Job) -> None:
         """The fragment is acked or given up: forget it (a copy still queued is skipped later)."""
         self._unacked.pop(job.fragment_id, None)
@@ -483,7 +504,7 @@ class MixnetClientCore:
                 self._forget_waiting(job)
                 if not waiting:
                     del self._waiting[job.reply_tag]
-        job.state = _State.DONE
+        self._set_state(job, _State.DONE)
 
     def _handle_packet(self, data: bytes, now: float) -> None:
         reply_key = self._reply_keys.pop(data[:REPLY_KEY_DIGEST_SIZE])
@@ -545,7 +566,7 @@ class MixnetClientCore:
     def _wait_for_surbs(self, tag: bytes, jobs: Iterable[_Job]) -> None:
         waiting = self._waiting.setdefault(tag, deque())
         for job in jobs:
-            job.state = _State.WAITING_SURB
+            self._set_state(job, _State.WAITING_SURB)
             waiting.append(job)
             if not job.retransmissions:
                 self._waiting_by_lane[job.lane] += 1
@@ -568,7 +589,7 @@ class MixnetClientCore:
             job = waiting.popleft()
             self._forget_waiting(job)
             job.surb = surbs[0]
-            job.state = _State.QUEUED
+            self._set_state(job, _State.QUEUED)
             lane = RETRANSMISSION_LANE if job.retransmissions else job.lane
             self._lanes.setdefault(lane, deque()).append(job)
         if waiting is not None and not waiting:
@@ -672,7 +693,7 @@ class MixnetClientCore:
             self._finish(job)
             return
         job.retransmissions += 1
-        job.state = _State.QUEUED
+        self._set_state(job, _State.QUEUED)
         self._counters["ack_timeouts"] += 1
         if job.reply_tag is None:
             self._lanes.setdefault(RETRANSMISSION_LANE, deque()).append(job)
@@ -748,6 +769,11 @@ class MixnetClientCore:
         return max(0, self.config.max_pending_fragments - len(self._unacked))
 
     @property
+    def packets_in_flight(self) -> int:
+        """Fragments sent (or handed to the driver to send) whose ack has not come back yet."""
+        return self._in_flight
+
+    @property
     def queued_packets(self) -> int:
         """Fragments waiting to be sent on any lane (including replies waiting for SURBs)."""
         return sum(len(queue) for queue in self._lanes.values()) + sum(self._waiting_by_lane.values())
@@ -761,6 +787,7 @@ class MixnetClientCore:
         stats.update(
             queued_packets=self.queued_packets,
             unacked_fragments=len(self._unacked),
+            packets_in_flight=self._in_flight,
             reassembly_bytes=self._reassembler.held_bytes,
             reply_keys_held=len(self._reply_keys),
             reply_keys_evicted=self._reply_keys.evicted,

@@ -342,6 +342,49 @@ def test_free_fragment_slots_track_unacked_fragments() -> None:
     assert alice.free_fragment_slots == 100
 
 
+def test_packets_in_flight_is_exact_through_send_ack_timeout_and_retransmission() -> None:
+    config = ClientCoreConfig(average_packet_delay=0.0, average_ack_delay=0.0)
+    net = _pair(config)
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    lost = {"left": 2}
+
+    def lose_two(label: str, packet: bytes) -> bool:
+        if label == "alice" and lost["left"]:
+            lost["left"] -= 1
+            return True
+        return False
+
+    alice.send_plain(bob.address, _payload(5 * 1604), net.now)
+    assert (alice.packets_in_flight, alice.queued_packets) == (0, 6)
+    assert net.pump_client("alice", limit=4) == 4
+    assert (alice.packets_in_flight, alice.queued_packets) == (4, 2)
+    net.drop = lose_two
+    net.pump_client("alice")
+    assert (alice.packets_in_flight, alice.queued_packets) == (6, 0)
+    net.deliver()
+    assert alice.packets_in_flight == 2, "the two lost packets await their ack"
+    assert alice.stats()["packets_in_flight"] == 2
+    deadline = alice.poll_deadline()
+    assert deadline is not None
+    net.advance(deadline - net.now + 0.001)
+    assert (alice.packets_in_flight, alice.queued_packets) == (0, 2), "timed out: queued again"
+    net.run()
+    assert alice.packets_in_flight == 0
+    assert [m.data for m in bob.drain_received()] == [_payload(5 * 1604)]
+
+
+def test_core_caps_reply_surbs_per_message() -> None:
+    net = _pair(ClientCoreConfig(maximum_allowed_reply_surb_request_size=7))
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    for count in (-1, 8, 2**32 - 1):
+        with pytest.raises(SurbError, match="between 0 and 7"):
+            alice.send_anonymous(bob.address, b"q", net.now, reply_surbs=count)
+    assert alice.queued_packets == 0
+    assert alice.stats().get("reply_surbs_sent", 0) == 0
+    alice.send_anonymous(bob.address, b"q", net.now, reply_surbs=7)
+    assert alice.stats()["reply_surbs_sent"] == 7
+
+
 _FUZZ_NET = _pair(seed=21)
 
 
