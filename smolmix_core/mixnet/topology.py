@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from smolmix_core.errors import RoutingAddressError, TopologyError
@@ -31,6 +31,11 @@ def _routing_address(owner: str, host: str, port: int) -> NymNodeRoutingAddress:
         raise TopologyError(f"{owner}: {exc}") from None
 
 
+def _cache_routing(node: MixNode | Gateway, address: NymNodeRoutingAddress) -> None:
+    object.__setattr__(node, "routing_address", address)
+    object.__setattr__(node, "route_node", RouteNode(address.to_padded(SPHINX_ADDRESS_SIZE), node.sphinx_key))
+
+
 @dataclass(frozen=True, slots=True)
 class MixNode:
     """A mix in one layer (1-based); ``sphinx_key`` is its x25519 public key."""
@@ -40,21 +45,16 @@ class MixNode:
     host: str
     port: int
     layer: int
+    routing_address: NymNodeRoutingAddress = field(init=False, repr=False, compare=False)
+    route_node: RouteNode = field(init=False, repr=False, compare=False)
+    """Parsed once: a route is built for every packet sent."""
 
     def __post_init__(self) -> None:
         _check_key("mix node", "identity", self.identity)
         _check_key("mix node", "sphinx_key", self.sphinx_key)
         if self.layer < 1:
             raise TopologyError(f"mix node layer must be >= 1, got {self.layer}")
-        _routing_address("mix node", self.host, self.port)
-
-    @property
-    def routing_address(self) -> NymNodeRoutingAddress:
-        return NymNodeRoutingAddress(self.host, self.port)
-
-    @property
-    def route_node(self) -> RouteNode:
-        return RouteNode(self.routing_address.to_padded(SPHINX_ADDRESS_SIZE), self.sphinx_key)
+        _cache_routing(self, _routing_address("mix node", self.host, self.port))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,19 +90,13 @@ class Gateway:
     host: str
     mix_port: int
     client_url: str
+    routing_address: NymNodeRoutingAddress = field(init=False, repr=False, compare=False)
+    route_node: RouteNode = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_key("gateway", "identity", self.identity)
         _check_key("gateway", "sphinx_key", self.sphinx_key)
-        _routing_address("gateway", self.host, self.mix_port)
-
-    @property
-    def routing_address(self) -> NymNodeRoutingAddress:
-        return NymNodeRoutingAddress(self.host, self.mix_port)
-
-    @property
-    def route_node(self) -> RouteNode:
-        return RouteNode(self.routing_address.to_padded(SPHINX_ADDRESS_SIZE), self.sphinx_key)
+        _cache_routing(self, _routing_address("gateway", self.host, self.mix_port))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -119,3 +119,23 @@ def test_a_layer_gap_is_refused_without_walking_to_the_claimed_layer(layer: int)
         Topology.from_dict(descriptor)
     two_layers = Topology.from_nodes([_mix(2, 2), _mix(1, 1)], [_gateway(0)])
     assert two_layers.layers == ((_mix(1, 1),), (_mix(2, 2),))
+
+
+def test_routing_addresses_are_parsed_once_and_stay_out_of_equality() -> None:
+    mix, gateway = _mix(5, 1), _gateway(3)
+    assert mix.route_node is mix.route_node, "built once, not per packet"
+    assert mix.routing_address is mix.routing_address
+    assert mix.routing_address == NymNodeRoutingAddress("127.0.0.5", 1789)
+    assert mix.route_node.address == NymNodeRoutingAddress("127.0.0.5", 1789).to_padded(32)
+    assert mix.route_node.public_key == mix.sphinx_key
+    assert gateway.route_node.address == NymNodeRoutingAddress("127.0.1.1", 2003).to_padded(32)
+    assert gateway.routing_address.to_bytes() == bytes([4, 0x07, 0xD3, 127, 0, 1, 1])
+    # the cached forms neither show in repr nor take part in == and hash
+    assert mix == _mix(5, 1)
+    assert hash(mix) == hash(_mix(5, 1))
+    assert "route_node" not in repr(mix)
+    assert MixNode.from_dict(mix.to_dict()) == mix
+    assert set(mix.to_dict()) == {"identity", "sphinx_key", "host", "port", "layer"}
+    ipv6 = NymNodeRoutingAddress("::1", 80)
+    assert ipv6.to_bytes() == bytes([6, 0, 80]) + bytes(15) + b"\x01"
+    assert ipv6 == NymNodeRoutingAddress("0:0::1", 80), "host normalised, wire form not compared"
