@@ -128,10 +128,12 @@ class Stack:
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
         task_group, self._task_group = self._task_group, None
-        if task_group is not None:
-            await task_group.__aexit__(None, None, None)
+        try:
+            await self.aclose()
+        finally:
+            if task_group is not None:
+                await task_group.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
         """Reset every connection, tell peers (briefly flushing the RSTs), wake every waiter."""
@@ -139,14 +141,16 @@ class Stack:
             await checkpoint()
             return
         self._closed = True
+        # Stop our own loops first (the caller's code runs inside the task group's scope too,
+        # so the group itself is not cancelled); from here on only this method transmits.
+        for scope in self._loop_scopes:
+            scope.cancel()
         self.core.shutdown(self._now())
         self._after_core()
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._close_flush_timeout):
             await self._flush_transmit()
+        self._txq.clear()
         self._wake_everyone()
-        # Cancel only our own loops: the caller's code runs inside the task group's scope too.
-        for scope in self._loop_scopes:
-            scope.cancel()
 
     @property
     def closed(self) -> bool:
@@ -393,16 +397,15 @@ class Stack:
         queue = self._txq
         device = self.device
         while queue and not self._device_gone:
+            packet = queue.popleft()
             try:
-                await device.send(queue[0])
+                await device.send(packet)
             except _DEVICE_GONE:
                 break
             except DeviceError:
                 self._counts["device_tx_errors"] += 1
             else:
                 self._counts["device_tx"] += 1
-            queue.popleft()
-        queue.clear()
 
     async def _timer_loop(self) -> None:
         core = self.core
