@@ -105,10 +105,15 @@ class TunDevice(Device):
 
     async def aclose(self) -> None:
         if not self._closed:
-            self._closed = True
             anyio.notify_closing(self._fd)
-            os.close(self._fd)
+            self.close()
         await anyio.lowlevel.checkpoint()
+
+    def close(self) -> None:
+        """Close without an event loop (e.g. in a finalizer); no task may be waiting on the device."""
+        if not self._closed:
+            self._closed = True
+            os.close(self._fd)
 
     def stats(self) -> dict[str, int]:
         return {"sent": self._sent, "received": self._received, "write_errors": self._write_errors}
