@@ -36,6 +36,7 @@ from smolmix_core.mixnet.api_server import ApiServer
 from smolmix_core.mixnet.gateway import GatewayConfig, GatewayServer
 from smolmix_core.mixnet.node import MixNodeServer, NodeConfig
 from smolmix_core.mixnet.topology import Gateway, MixNode, Topology
+from smolmix_core.mixnet.x25519 import x25519_base
 
 _START_TIMEOUT = 30.0
 _STOP_TIMEOUT = 10.0
@@ -167,9 +168,7 @@ def _describe(
 
 
 def _sphinx_public(secrets: NodeSecrets) -> bytes:
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
-    return X25519PrivateKey.from_private_bytes(secrets.sphinx_secret).public_key().public_bytes_raw()
+    return x25519_base(secrets.sphinx_secret)
 
 
 async def _stop(children: list[_Child]) -> None:

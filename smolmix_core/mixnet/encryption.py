@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 import blake3
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from smolmix_core.errors import MessageError
+from smolmix_core.mixnet.x25519 import x25519, x25519_base
 
 PUBLIC_KEY_SIZE = 32
 SHARED_KEY_SIZE = 16
@@ -72,12 +72,12 @@ def shared_key(dh_output: bytes) -> bytes:
 
 def encrypt_fragment(plaintext: bytes, recipient_encryption_key: bytes, rng: random.Random) -> bytes:
     """``eph_pub(32) ‖ AES-128-CTR(k, 0, plaintext)`` with a fresh ephemeral key."""
-    ephemeral = X25519PrivateKey.from_private_bytes(rng.randbytes(32))
+    ephemeral = rng.randbytes(32)
     try:
-        dh_output = ephemeral.exchange(X25519PublicKey.from_public_bytes(recipient_encryption_key))
+        dh_output = x25519(ephemeral, recipient_encryption_key)
     except ValueError as exc:
         raise MessageError(f"recipient encryption key is unusable: {exc}") from None
-    return ephemeral.public_key().public_bytes_raw() + aes128_ctr(shared_key(dh_output), plaintext)
+    return x25519_base(ephemeral) + aes128_ctr(shared_key(dh_output), plaintext)
 
 
 def decrypt_fragment(data: bytes, diffie_hellman: Callable[[bytes], bytes]) -> bytes:

@@ -11,10 +11,10 @@ import random
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from smolmix_core.errors import MixnetError
 from smolmix_core.mixnet.recipient import Recipient
+from smolmix_core.mixnet.x25519 import x25519, x25519_base
 
 ACK_KEY_SIZE = 16
 _PRIVATE_SIZE = 32
@@ -30,7 +30,6 @@ class ClientKeys:
     ack_key: bytes
     identity_key: bytes = field(init=False, repr=False)
     encryption_key: bytes = field(init=False, repr=False)
-    _encryption_private: X25519PrivateKey = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.identity_secret) != _PRIVATE_SIZE or len(self.encryption_secret) != _PRIVATE_SIZE:
@@ -38,10 +37,8 @@ class ClientKeys:
         if len(self.ack_key) != ACK_KEY_SIZE:
             raise MixnetError(f"the ack key must be {ACK_KEY_SIZE} bytes")
         identity = Ed25519PrivateKey.from_private_bytes(self.identity_secret).public_key().public_bytes_raw()
-        encryption_private = X25519PrivateKey.from_private_bytes(self.encryption_secret)
         object.__setattr__(self, "identity_key", identity)
-        object.__setattr__(self, "encryption_key", encryption_private.public_key().public_bytes_raw())
-        object.__setattr__(self, "_encryption_private", encryption_private)
+        object.__setattr__(self, "encryption_key", x25519_base(self.encryption_secret))
 
     @classmethod
     def generate(cls, rng: random.Random | None = None) -> ClientKeys:
@@ -70,7 +67,7 @@ class ClientKeys:
 
     def diffie_hellman(self, peer_public: bytes) -> bytes:
         """X25519 of our encryption secret with a peer's public key (the fragment key exchange)."""
-        return self._encryption_private.exchange(X25519PublicKey.from_public_bytes(peer_public))
+        return x25519(self.encryption_secret, peer_public)
 
     def __repr__(self) -> str:
         return f"ClientKeys(identity={self.identity_key.hex()[:16]}…)"

@@ -38,13 +38,13 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from smolmix_core.errors import GatewayError, LinkError, RoutingAddressError
 from smolmix_core.mixnet.framing import PacketType
 from smolmix_core.mixnet.routing import NymNodeRoutingAddress
+from smolmix_core.mixnet.x25519 import x25519, x25519_base
 
 MAGIC = b"SMXL"
 PROTOCOL_VERSION = 1
@@ -150,9 +150,9 @@ def _derive_keys(shared: bytes, transcript: bytes) -> tuple[bytes, bytes]:
     return okm[:32], okm[32:]
 
 
-def _exchange(private: X25519PrivateKey, peer_public: bytes) -> bytes:
+def _exchange(private: bytes, peer_public: bytes) -> bytes:
     try:
-        return private.exchange(X25519PublicKey.from_public_bytes(peer_public))
+        return x25519(private, peer_public)
     except ValueError as exc:
         raise GatewayError(f"bad ephemeral key in the link handshake: {exc}") from None
 
@@ -173,14 +173,9 @@ class LinkClientHandshake:
     ) -> None:
         self._identity = Ed25519PrivateKey.from_private_bytes(identity_secret)
         self._expected_gateway = expected_gateway
-        self._ephemeral = X25519PrivateKey.from_private_bytes(ephemeral or os.urandom(32))
+        self._ephemeral = ephemeral or os.urandom(32)
         identity_public = self._identity.public_key().public_bytes_raw()
-        self._hello = (
-            MAGIC
-            + bytes([PROTOCOL_VERSION])
-            + identity_public
-            + self._ephemeral.public_key().public_bytes_raw()
-        )
+        self._hello = MAGIC + bytes([PROTOCOL_VERSION]) + identity_public + x25519_base(self._ephemeral)
         self.session: LinkSession | None = None
 
     def hello(self) -> bytes:
@@ -218,7 +213,7 @@ class LinkGatewayHandshake:
 
     def __init__(self, identity_secret: bytes, *, ephemeral: bytes | None = None) -> None:
         self._identity = Ed25519PrivateKey.from_private_bytes(identity_secret)
-        self._ephemeral = X25519PrivateKey.from_private_bytes(ephemeral or os.urandom(32))
+        self._ephemeral = ephemeral or os.urandom(32)
         self._transcript = b""
         self._shared = b""
         self.client_identity: bytes | None = None
@@ -236,7 +231,7 @@ class LinkGatewayHandshake:
             MAGIC
             + bytes([PROTOCOL_VERSION])
             + self._identity.public_key().public_bytes_raw()
-            + self._ephemeral.public_key().public_bytes_raw()
+            + x25519_base(self._ephemeral)
         )
         reply = head + self._identity.sign(_GATEWAY_CONTEXT + bytes(data) + head)
         self._transcript = bytes(data) + reply

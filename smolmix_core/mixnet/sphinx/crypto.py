@@ -1,8 +1,9 @@
 """The primitives Sphinx is built from (spec mixnet.md §3): X25519, HKDF-SHA256, AES-128-CTR, HMAC.
 
 Everything here takes and returns ``bytes``; the ``cryptography`` objects stay inside. Speed
-matters (every packet costs several of these calls), so fixed inputs are module constants and
-node public keys are parsed once and cached.
+matters (every packet costs several of these calls), so fixed inputs are module constants, node
+public keys are checked once and cached, and X25519 is one scalar multiplication per call
+(``smolmix_core.mixnet.x25519``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -23,6 +23,8 @@ from smolmix_core.mixnet.sphinx.constants import (
     PAYLOAD_KEY_SIZE,
     STREAM_CIPHER_OUTPUT_LENGTH,
 )
+from smolmix_core.mixnet.x25519 import x25519 as raw_x25519
+from smolmix_core.mixnet.x25519 import x25519_base
 
 EXPANDED_SHARED_SECRET_HKDF_INFO = (
     b"Dwste mou enan moxlo arketa makru kai ena upomoxlio gia na ton topothetisw kai tha kinisw thn gh."
@@ -39,7 +41,7 @@ _SHA256 = hashes.SHA256()
 _ZERO_IV = bytes(16)
 _ZERO_KEYSTREAM_INPUT = bytes(STREAM_CIPHER_OUTPUT_LENGTH)
 _PUBLIC_KEY_CACHE_LIMIT = 4096
-_public_key_cache: dict[bytes, X25519PublicKey] = {}
+_checked_public_keys: set[bytes] = set()
 
 
 class RandomSource(Protocol):
@@ -98,41 +100,29 @@ def is_on_curve(public_key: bytes) -> bool:
     return rhs == 0 or pow(rhs, (CURVE25519_P - 1) // 2, CURVE25519_P) == 1
 
 
-def node_public_key(public_key: bytes) -> X25519PublicKey:
-    """Parse a node's public key once: checked to be 32 bytes and on the curve, then cached."""
-    key = _public_key_cache.get(public_key)
-    if key is not None:
-        return key
+def check_node_public_key(public_key: bytes) -> bytes:
+    """A node's public key, checked once to be 32 bytes and on the curve (not its twist), then cached."""
+    if public_key in _checked_public_keys:
+        return public_key
     if len(public_key) != 32:
         raise SphinxError(f"an X25519 public key has 32 bytes, not {len(public_key)}")
     if not is_on_curve(public_key):
         raise SphinxError("public key is not a point of Curve25519 (twist point)")
-    key = X25519PublicKey.from_public_bytes(public_key)
-    if len(_public_key_cache) >= _PUBLIC_KEY_CACHE_LIMIT:
-        _public_key_cache.clear()
-    _public_key_cache[bytes(public_key)] = key
-    return key
-
-
-def exchange(private: X25519PrivateKey, public: X25519PublicKey) -> bytes:
-    """X25519 that turns the all-zero (low-order point) result into ``SphinxError``."""
-    try:
-        return private.exchange(public)
-    except ValueError as exc:
-        raise SphinxError("X25519 with a low-order point") from exc
+    if len(_checked_public_keys) >= _PUBLIC_KEY_CACHE_LIMIT:
+        _checked_public_keys.clear()
+    _checked_public_keys.add(bytes(public_key))
+    return public_key
 
 
 def x25519(scalar: bytes, u: bytes) -> bytes:
-    """RFC 7748 X25519(scalar, u) on raw bytes."""
+    """RFC 7748 X25519(scalar, u) on raw bytes; ``SphinxError`` for a low-order ``u``."""
     try:
-        public = X25519PublicKey.from_public_bytes(u)
+        return raw_x25519(scalar, u)
     except ValueError as exc:
-        raise SphinxError("a group element has 32 bytes") from exc
-    return exchange(X25519PrivateKey.from_private_bytes(scalar), public)
+        raise SphinxError(str(exc)) from None
 
 
 def generate_keypair(rng: RandomSource | None = None) -> tuple[bytes, bytes]:
     """A fresh X25519 key pair ``(private, public)``, 32 bytes each; ``rng`` makes it reproducible."""
     private = random_bytes(rng, 32)
-    public = X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
-    return private, public
+    return private, x25519_base(private)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-
 from smolmix_core.mixnet.sphinx.crypto import (
     CURVE25519_ORDER,
-    exchange,
+    check_node_public_key,
     expand_shared_secret,
-    node_public_key,
+    x25519,
 )
+from smolmix_core.mixnet.x25519 import x25519_base
 
 _BLINDING_FACTOR = slice(224, 256)
 _INVERSE_OF_8 = pow(8, -1, CURVE25519_ORDER)
@@ -49,20 +48,19 @@ def clamped_representative(product: int) -> bytes | None:
 
 def sender_key_schedule(public_keys: Sequence[bytes], initial_secret: bytes) -> tuple[bytes, list[bytes]]:
     """``(alpha_0, [E_0 … E_{n-1}])`` with one X25519 per hop (see the module docstring)."""
-    ephemeral = X25519PrivateKey.from_private_bytes(initial_secret)
-    alpha = ephemeral.public_key().public_bytes_raw()
+    alpha = x25519_base(initial_secret)
     expanded: list[bytes] = []
     product = clamp(initial_secret)
     for index, public_key in enumerate(public_keys):
-        point = node_public_key(public_key)
+        check_node_public_key(public_key)
         if index == 0:
-            shared = exchange(ephemeral, point)
+            shared = x25519(initial_secret, public_key)
         else:
             scalar = clamped_representative(product)
             if scalar is None:
-                shared = _blinded_chain(ephemeral, expanded, public_key)
+                shared = _blinded_chain(initial_secret, expanded, public_key)
             else:
-                shared = exchange(X25519PrivateKey.from_private_bytes(scalar), point)
+                shared = x25519(scalar, public_key)
         secret = expand_shared_secret(shared)
         expanded.append(secret)
         product = product * clamp(secret[_BLINDING_FACTOR]) % CURVE25519_ORDER
@@ -73,25 +71,17 @@ def naive_sender_key_schedule(
     public_keys: Sequence[bytes], initial_secret: bytes
 ) -> tuple[bytes, list[bytes]]:
     """The literal schedule of spec §3.1: the reference the fast one is tested and benchmarked against."""
-    ephemeral = X25519PrivateKey.from_private_bytes(initial_secret)
-    alpha = ephemeral.public_key().public_bytes_raw()
+    alpha = x25519_base(initial_secret)
     expanded: list[bytes] = []
-    blinders: list[X25519PrivateKey] = []
     for public_key in public_keys:
-        shared = exchange(ephemeral, node_public_key(public_key))
-        for blinder in blinders:
-            shared = exchange(blinder, X25519PublicKey.from_public_bytes(shared))
-        secret = expand_shared_secret(shared)
-        expanded.append(secret)
-        blinders.append(X25519PrivateKey.from_private_bytes(secret[_BLINDING_FACTOR]))
+        check_node_public_key(public_key)
+        expanded.append(expand_shared_secret(_blinded_chain(initial_secret, expanded, public_key)))
     return alpha, expanded
 
 
-def _blinded_chain(ephemeral: X25519PrivateKey, expanded: Sequence[bytes], public_key: bytes) -> bytes:
-    shared = exchange(ephemeral, node_public_key(public_key))
+def _blinded_chain(initial_secret: bytes, expanded: Sequence[bytes], public_key: bytes) -> bytes:
+    """``X25519(b_{i-1}, … X25519(b_0, X25519(x, Y_i)))``, literally."""
+    shared = x25519(initial_secret, public_key)
     for secret in expanded:
-        shared = exchange(
-            X25519PrivateKey.from_private_bytes(secret[_BLINDING_FACTOR]),
-            X25519PublicKey.from_public_bytes(shared),
-        )
+        shared = x25519(secret[_BLINDING_FACTOR], shared)
     return shared

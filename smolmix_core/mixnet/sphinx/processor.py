@@ -5,8 +5,6 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-
 from smolmix_core.errors import MacMismatch, ReplayDetected, SphinxError
 from smolmix_core.mixnet.sphinx.constants import (
     FINAL_HOP_FLAG,
@@ -19,13 +17,14 @@ from smolmix_core.mixnet.sphinx.constants import (
 )
 from smolmix_core.mixnet.sphinx.crypto import (
     derive_payload_key,
-    exchange,
     expand_shared_secret,
     header_encrypt,
+    x25519,
 )
 from smolmix_core.mixnet.sphinx.lioness import lioness_decrypt
 from smolmix_core.mixnet.sphinx.payload import recover_message
 from smolmix_core.mixnet.sphinx.replay import ReplayFilter
+from smolmix_core.mixnet.x25519 import x25519_base
 
 _MIN_PACKET_SIZE = HEADER_SIZE + MIN_PAYLOAD_SIZE
 _BETA_PADDING = bytes(HOP_BLOCK_SIZE)
@@ -58,8 +57,8 @@ class SphinxProcessor:
     def __init__(self, private_key: bytes, *, replay_filter: ReplayFilter | None = None) -> None:
         if len(private_key) != 32:
             raise SphinxError(f"an X25519 private key has 32 bytes, not {len(private_key)}")
-        self._private_key = X25519PrivateKey.from_private_bytes(private_key)
-        self.public_key: bytes = self._private_key.public_key().public_bytes_raw()
+        self._private_key = bytes(private_key)
+        self.public_key: bytes = x25519_base(self._private_key)
         self.replay_filter = replay_filter
 
     def process(self, packet: bytes) -> ForwardHop | FinalHop:
@@ -71,8 +70,8 @@ class SphinxProcessor:
         """
         if len(packet) < _MIN_PACKET_SIZE:
             raise SphinxError(f"a Sphinx packet has at least {_MIN_PACKET_SIZE} bytes, not {len(packet)}")
-        alpha_point = X25519PublicKey.from_public_bytes(packet[:32])
-        secret = expand_shared_secret(exchange(self._private_key, alpha_point))
+        alpha = packet[:32]
+        secret = expand_shared_secret(x25519(self._private_key, alpha))
         beta = packet[48:HEADER_SIZE]
         if not hmac.compare_digest(hmac.digest(secret[16:32], beta, "sha256")[:16], packet[32:48]):
             raise MacMismatch("header MAC does not verify")
@@ -91,8 +90,7 @@ class SphinxProcessor:
         payload = lioness_decrypt(key, packet[HEADER_SIZE:])
 
         if flag == FORWARD_HOP_FLAG:
-            blinder = X25519PrivateKey.from_private_bytes(secret[224:256])
-            next_alpha = exchange(blinder, alpha_point)
+            next_alpha = x25519(secret[224:256], alpha)
             return ForwardHop(
                 next_address=routing[4:36],
                 delay_ns=int.from_bytes(routing[36:44], "big"),
