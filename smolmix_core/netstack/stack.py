@@ -45,6 +45,8 @@ __all__ = ["Stack"]
 
 logger = logging.getLogger("smolmix.netstack")
 
+_TIMER_REPEAT_LIMIT = 50
+
 _DEVICE_GONE = (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError)
 
 
@@ -101,6 +103,7 @@ class Stack:
                 "tx_dropped",
                 "tx_queue_peak",
                 "timer_runs",
+                "timer_stalls",
                 "driver_errors",
             ),
             0,
@@ -410,9 +413,20 @@ class Stack:
     async def _timer_loop(self) -> None:
         core = self.core
         clock = self.clock
+        handled: float | None = None
+        repeats = 0
         while True:
             deadline = core.poll_deadline()
             if deadline is not None and deadline <= clock.now():
+                # A deadline that survives its own handling means the core made no progress;
+                # give the clock 10 ms instead of spinning (and freezing virtual time).
+                repeats = repeats + 1 if deadline == handled else 0
+                handled = deadline
+                if repeats >= _TIMER_REPEAT_LIMIT:
+                    repeats = 0
+                    self._counts["timer_stalls"] += 1
+                    logger.warning("netstack: a timer at %.6f keeps firing without progress", deadline)
+                    await clock.sleep(0.01)
                 self._counts["timer_runs"] += 1
                 core.handle_timeouts(clock.now())
                 self._after_core()

@@ -18,6 +18,7 @@ from smolmix_core.clock import VirtualClock
 from smolmix_core.devices import Device
 from smolmix_core.errors import DeviceError, StackClosed
 from smolmix_core.netstack import Stack, TcpStream
+from smolmix_core.netstack.core import NetCore
 from smolmix_core.wire import PROTO_TCP, PROTO_UDP, TcpHeader, UdpHeader, emit_ip, emit_tcp, emit_udp
 
 pytestmark = pytest.mark.anyio
@@ -225,3 +226,21 @@ async def test_a_closed_device_shuts_the_stack_down_cleanly() -> None:
         with pytest.raises(StackClosed):
             await a.tcp_connect((B4, 80))
         assert a.stats()["driver_errors"] == 0
+
+
+class StuckTimerCore(NetCore):
+    """A core whose first timer never clears: the driver must not spin on it forever."""
+
+    def poll_deadline(self) -> float | None:
+        real = super().poll_deadline()
+        return 0.5 if real is None else min(real, 0.5)
+
+
+async def test_a_timer_that_never_clears_does_not_freeze_the_driver() -> None:
+    clock = VirtualClock()
+    async with clock.running(), stack_pair(clock=clock) as (a, b):
+        a.core.__class__ = StuckTimerCore
+        await clock.sleep(1.0)  # virtual time still advances past the stuck deadline
+        assert a.stats()["timer_stalls"] > 0
+        ((client, server),) = await _connected_pairs(a, b, 1)
+        await _transfer(client, server, 100_000, 7)
