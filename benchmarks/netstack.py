@@ -22,12 +22,12 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 
 import anyio
 from anyio.abc import ByteStream, SocketListener
 
-from smolmix_core.devices import FaultInjector, TunDevice, memory_link
+from smolmix_core.devices import Device, FaultInjector, TunDevice, memory_link
 from smolmix_core.netstack import Stack, StackConfig
 
 CHUNK = 64 * 1024
@@ -87,13 +87,15 @@ async def kernel_loopback_goodput(size: int) -> float:
 
 
 async def stacks_goodput(size: int, mtu: int, loss: float = 0.0) -> tuple[float, dict[str, int]]:
+    a_dev: Device
+    b_dev: Device
     a_dev, b_dev = memory_link(mtu=mtu, capacity=512)
-    async with (
-        FaultInjector(a_dev, seed=1, loss=loss) as lossy_a,
-        FaultInjector(b_dev, seed=2, loss=loss) as lossy_b,
-        Stack(lossy_a, _config("10.0.0.1", "fd00::1", mtu)) as a,
-        Stack(lossy_b, _config("10.0.0.2", "fd00::2", mtu)) as b,
-    ):
+    async with AsyncExitStack() as exits:
+        if loss:
+            a_dev = await exits.enter_async_context(FaultInjector(a_dev, seed=1, loss=loss))
+            b_dev = await exits.enter_async_context(FaultInjector(b_dev, seed=2, loss=loss))
+        a = await exits.enter_async_context(Stack(a_dev, _config("10.0.0.1", "fd00::1", mtu)))
+        b = await exits.enter_async_context(Stack(b_dev, _config("10.0.0.2", "fd00::2", mtu)))
         listener = await b.tcp_listen(("0.0.0.0", 80))
         client = await a.tcp_connect(("10.0.0.2", 80))
         server = await listener.accept()
