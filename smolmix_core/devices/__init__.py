@@ -1,6 +1,6 @@
 """Packet devices: the channels a ``Stack`` exchanges whole IP packets through."""
 
-from smolmix_core.devices.base import Device
+from smolmix_core.devices.base import Device, PollingDevice
 from smolmix_core.devices.faults import FaultInjector
 from smolmix_core.devices.memory import MemoryDevice, memory_link
 from smolmix_core.devices.pcap import LINKTYPE_RAW, PcapTap, PcapWriter
@@ -13,6 +13,7 @@ __all__ = [
     "MemoryDevice",
     "PcapTap",
     "PcapWriter",
+    "PollingDevice",
     "TunDevice",
     "memory_link",
 ]

@@ -2,12 +2,13 @@
 
 A device is what a ``Stack`` reads packets from and writes packets to: an in-memory link, a
 fault injector or pcap tap wrapped around another device, a Linux TUN interface, or the mixnet
-bridge. It is an anyio ``ObjectStream[bytes]`` whose items are complete IP packets.
+bridge. It is an anyio ``ObjectStream[bytes]`` whose items are complete IP packets, plus
+``mtu`` and ``stats()``; implementing ``send``, ``receive`` and ``aclose`` is enough.
 
-Besides the awaiting ``send``/``receive`` every device offers non-awaiting ``send_nowait`` and
-``receive_nowait`` (raising ``anyio.WouldBlock``), so a driver can move a burst of packets
-without one event-loop round trip per packet; ``wait_sendable``/``wait_receivable`` are where
-it waits, and so where backpressure happens.
+A device may also offer ``send_nowait``/``receive_nowait`` (raising ``anyio.WouldBlock`` when
+it cannot act at once). The driver tries them first, so a burst of packets moves without an
+event-loop round trip per packet; the awaiting ``send``/``receive`` remain the backpressure
+points. ``PollingDevice`` builds everything from the non-blocking forms and two readiness waits.
 """
 
 from __future__ import annotations
@@ -23,19 +24,37 @@ class Device(ObjectStream[bytes]):
 
     ``receive`` raises ``anyio.EndOfStream`` once the far end has gone and
     ``anyio.ClosedResourceError`` after this side's ``aclose``; ``send`` raises
-    ``anyio.BrokenResourceError`` when the far end has gone. Subclasses implement the
-    non-awaiting forms and the two waits; ``send``/``receive`` are built from them.
+    ``anyio.BrokenResourceError`` when the far end has gone, or ``DeviceError`` for a packet the
+    device refuses. Packets longer than ``mtu`` are dropped and counted, as an interface would.
     """
 
     mtu: int
 
     @abstractmethod
+    def stats(self) -> dict[str, int]:
+        """Counters: packets sent and received, drops by reason, queue depth."""
+
     def send_nowait(self, item: bytes) -> None:
-        """Send a packet without waiting; raise ``anyio.WouldBlock`` when the device is full."""
+        """Optional fast path: send at once or raise ``anyio.WouldBlock`` (the default)."""
+        raise anyio.WouldBlock
+
+    def receive_nowait(self) -> bytes:
+        """Optional fast path: a waiting packet, or ``anyio.WouldBlock`` (the default)."""
+        raise anyio.WouldBlock
+
+    async def send_eof(self) -> None:
+        """Packets have no end-of-file of their own: closing the device is the end."""
+        await self.aclose()
+
+
+class PollingDevice(Device):
+    """A device made of non-blocking operations and waits for readiness (memory link, TUN fd)."""
 
     @abstractmethod
-    def receive_nowait(self) -> bytes:
-        """Return a waiting packet; raise ``anyio.WouldBlock`` when there is none."""
+    def send_nowait(self, item: bytes) -> None: ...
+
+    @abstractmethod
+    def receive_nowait(self) -> bytes: ...
 
     @abstractmethod
     async def wait_sendable(self) -> None:
@@ -44,10 +63,6 @@ class Device(ObjectStream[bytes]):
     @abstractmethod
     async def wait_receivable(self) -> None:
         """Return once ``receive_nowait`` may succeed (or raise the error that stops it)."""
-
-    @abstractmethod
-    def stats(self) -> dict[str, int]:
-        """Counters: packets sent and received, drops by reason, queue depth."""
 
     async def send(self, item: bytes) -> None:
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -70,7 +85,3 @@ class Device(ObjectStream[bytes]):
                 continue
             await anyio.lowlevel.cancel_shielded_checkpoint()
             return packet
-
-    async def send_eof(self) -> None:
-        """Packets have no end-of-file of their own: closing the device is the end."""
-        await self.aclose()

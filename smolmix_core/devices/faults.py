@@ -298,19 +298,48 @@ class FaultInjector(Device):
             return self._inbox.popleft()
         if self._inner_ended and len(self._recv_line) == 0:
             raise anyio.EndOfStream
+        if self._closed:
+            raise anyio.ClosedResourceError
         raise anyio.WouldBlock
 
-    async def wait_sendable(self) -> None:
+    async def send(self, item: bytes) -> None:
+        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            raise anyio.ClosedResourceError
         if self._holds:
-            await anyio.lowlevel.checkpoint()
+            self._require_running()
+            self._counts["sent"] += 1
+            self._impair(item, self._send_line)
             return
-        await self.device.wait_sendable()
+        if not (self._unsent and self._unsent_item is item):
+            await self._send_unsent()  # copies left by an abandoned call go first
+            self._counts["sent"] += 1
+            self._unsent_item = item
+            self._impair(item, self._send_line)
+        await self._send_unsent()
 
-    async def wait_receivable(self) -> None:
+    async def _send_unsent(self) -> None:
+        unsent = self._unsent
+        while unsent:
+            try:
+                await self.device.send(unsent[0])
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._counts["dropped_closed"] += len(unsent)
+                unsent.clear()
+                raise
+            unsent.popleft()
+
+    async def receive(self) -> bytes:
         if not self.on_receive:
-            await self.device.wait_receivable()
-            return
-        while not (self._closed or self._inbox or self._inner_ended):
+            packet = await self.device.receive()
+            self._counts["received"] += 1
+            return packet
+        await anyio.lowlevel.checkpoint()
+        while True:
+            try:
+                return self.receive_nowait()
+            except anyio.WouldBlock:
+                pass
             if self._inbox_ready is None:
                 self._inbox_ready = anyio.Event()
             await self._inbox_ready.wait()

@@ -13,7 +13,7 @@ from typing import Literal
 
 import anyio
 
-from smolmix_core.devices.base import Device
+from smolmix_core.devices.base import PollingDevice
 
 WhenFull = Literal["wait", "drop"]
 
@@ -42,7 +42,7 @@ class _Direction:
             self.writable = None
 
 
-class MemoryDevice(Device):
+class MemoryDevice(PollingDevice):
     """One end of a ``memory_link``."""
 
     def __init__(self, outgoing: _Direction, incoming: _Direction, *, mtu: int, when_full: WhenFull) -> None:

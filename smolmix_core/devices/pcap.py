@@ -110,11 +110,14 @@ class PcapTap(Device):
         self.writer.write(packet)
         return packet
 
-    async def wait_sendable(self) -> None:
-        await self.device.wait_sendable()
+    async def send(self, item: bytes) -> None:
+        await self.device.send(item)
+        self.writer.write(item)
 
-    async def wait_receivable(self) -> None:
-        await self.device.wait_receivable()
+    async def receive(self) -> bytes:
+        packet = await self.device.receive()
+        self.writer.write(packet)
+        return packet
 
     async def aclose(self) -> None:
         self.writer.flush()

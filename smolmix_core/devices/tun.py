@@ -21,7 +21,7 @@ import sys
 
 import anyio
 
-from smolmix_core.devices.base import Device
+from smolmix_core.devices.base import PollingDevice
 from smolmix_core.errors import DeviceError
 
 _TUNSETIFF = 0x400454CA
@@ -32,7 +32,7 @@ _IFNAMSIZ = 16
 _READ_SIZE = 65536
 
 
-class TunDevice(Device):
+class TunDevice(PollingDevice):
     """A TUN interface owned by this process; closing the device deletes the interface."""
 
     def __init__(self, name: str | None = None, mtu: int = 1500) -> None:

@@ -341,15 +341,11 @@ class Stack:
         burst = 0
         while True:
             try:
-                packet = device.receive_nowait()
-            except anyio.WouldBlock:
-                burst = 0
                 try:
-                    await device.wait_receivable()
-                except _DEVICE_GONE:
-                    self._on_device_gone()
-                    return
-                continue
+                    packet = device.receive_nowait()
+                except anyio.WouldBlock:
+                    burst = 0
+                    packet = await device.receive()
             except _DEVICE_GONE:
                 self._on_device_gone()
                 return
@@ -376,14 +372,10 @@ class Stack:
                 await self._tx_ready.wait()
                 continue
             try:
-                device.send_nowait(queue[0])
-            except anyio.WouldBlock:
                 try:
-                    await device.wait_sendable()
-                except _DEVICE_GONE:
-                    self._on_device_gone()
-                    return
-                continue
+                    device.send_nowait(queue[0])
+                except anyio.WouldBlock:
+                    await device.send(queue[0])
             except DeviceError:
                 counts["device_tx_errors"] += 1
             except _DEVICE_GONE:
