@@ -124,6 +124,7 @@ COUNTERS = (
     "tcp_syn_retransmits",
     "tcp_fast_retransmits",
     "tcp_fast_recoveries",
+    "tcp_spurious_recoveries",
     "tcp_rto_timeouts",
     "tcp_rack_losses",
     "tcp_tail_loss_probes",

@@ -38,11 +38,13 @@ class Scoreboard:
     __slots__ = (
         "_head",
         "_lost_queue",
+        "_prior_delivered",
         "_rexmitted",
         "_scan",
         "_xmit_counter",
         "delivered_xmit",
         "pipe",
+        "reorder_distance",
         "sacked_bytes",
         "sacked_ranges",
         "segs",
@@ -59,6 +61,8 @@ class Scoreboard:
         self.sacked_bytes = 0
         self.sacked_ranges: list[list[int]] = []  # merged [l, r) blocks above the cumulative ACK
         self.delivered_xmit = 0
+        self._prior_delivered = 0
+        self.reorder_distance = 0  # most transmissions a never-retransmitted segment was overtaken by
 
     def __bool__(self) -> bool:
         return self._head < len(self.segs)
@@ -95,6 +99,16 @@ class Scoreboard:
             seg.in_pipe = True
             self.pipe += seg.end - seg.start
 
+    def begin_ack(self) -> None:
+        """Start processing one incoming ACK (its cumulative part and its SACK blocks)."""
+        self._prior_delivered = self.delivered_xmit
+
+    def _overtaken(self, seg: SentSegment) -> None:
+        """``seg``, sent once, arrives after later transmissions did: the path reorders."""
+        distance = self._prior_delivered - seg.xmit
+        if distance > self.reorder_distance:
+            self.reorder_distance = distance
+
     def ack(self, ack: int) -> SentSegment | None:
         """Drop everything below the cumulative ``ack``; return the newest never-retransmitted
         segment it covers (an unambiguous RTT sample under Karn's rule), if any."""
@@ -114,6 +128,8 @@ class Scoreboard:
                     self.sacked_bytes -= size
                 else:
                     seg.sacked = True
+                    if seg.rexmits == 0 and seg.xmit < self._prior_delivered:
+                        self._overtaken(seg)
                 seg.lost = False
                 if seg.rexmits == 0:
                     sample = seg
@@ -164,6 +180,8 @@ class Scoreboard:
                     if not seg.sacked and seg.start >= left and seg.end <= right:
                         size = seg.end - seg.start
                         seg.sacked = True
+                        if seg.rexmits == 0 and seg.xmit < self._prior_delivered:
+                            self._overtaken(seg)
                         seg.lost = False
                         self.sacked_bytes += size
                         if seg.in_pipe:
@@ -285,6 +303,22 @@ class Scoreboard:
                 self._mark_lost(seg)
                 marked += 1
         return marked
+
+    def revert_losses(self) -> None:
+        """Segments marked lost but not yet retransmitted are in flight after all (the loss
+        signal was reordering): count them in the pipe again."""
+        keep: deque[SentSegment] = deque()
+        for seg in self._lost_queue:
+            if not seg.lost or seg.sacked:
+                continue
+            if seg.rexmits:
+                keep.append(seg)
+                continue
+            seg.lost = False
+            seg.in_pipe = True
+            self.pipe += seg.end - seg.start
+        self._lost_queue = keep
+        self._scan = self._head
 
     def mark_first_lost(self) -> bool:
         """NewReno (no SACK): the first unacknowledged segment is presumed lost."""

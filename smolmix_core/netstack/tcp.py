@@ -166,6 +166,10 @@ class TcpSocket:
         "_ts_recent",
         "_ts_recent_at",
         "_unacked",
+        "_undo_cwnd",
+        "_undo_retrans",
+        "_undo_spurious",
+        "_undo_ssthresh",
         "_user_closed",
         "_wake",
         "_wake_queued",
@@ -263,6 +267,10 @@ class TcpSocket:
         self._recover = 0
         self._dupacks = 0
         self._force_rexmit = 0
+        self._undo_cwnd = 0
+        self._undo_ssthresh = 0
+        self._undo_retrans = 0
+        self._undo_spurious = 0
         self._rto_count = 0
         self._syn_rexmits = 0
         self._syn_time = 0.0
@@ -530,12 +538,72 @@ class TcpSocket:
             return False
         self._last_rx = now
         self._ka_probes = 0
+        if state is ESTABLISHED and self._fast_path(header, payload, now):
+            self._finish()
+            return False
         if state == SYN_SENT:
             self._on_segment_syn_sent(header, payload, now)
         elif self._on_segment_synchronized(header, payload, now):
             return True
         self._finish()
         return False
+
+    def _fast_path(self, header: TcpHeader, payload: bytes, now: float) -> bool:
+        """Header prediction: the next in-order data segment, or a pure ACK of new data, with
+        nothing unusual about it. False sends the segment through the full RFC 9293 checks."""
+        if header.flags & (FIN | SYN | RST | ACK) != ACK or self._in_recovery:
+            return False
+        rcv_nxt = self._rcv_nxt
+        if (header.seq - self._irs - rcv_nxt) & _M32:
+            return False
+        options = header.options
+        timestamp = options.timestamp
+        if options.sack_blocks or (timestamp is not None) != self._ts_ok:
+            return False
+        if timestamp is not None:
+            if _ts_before(timestamp[0], self._ts_recent):
+                return False
+            if rcv_nxt == self._last_ack_sent:
+                self._ts_recent = timestamp[0]
+                self._ts_recent_at = now
+        window = header.window << self._snd_wscale
+        una = self._snd_una
+        acked = (header.ack - self._iss - una) & _M32
+        plen = len(payload)
+        if not plen:
+            if not 0 < acked <= self._snd_nxt - una:
+                return False
+            self._snd_wl1 = rcv_nxt
+            self._snd_wl2 = una + acked
+            self._sb.begin_ack()
+            if window != self._snd_wnd:
+                self._snd_wnd = window
+                if window > self._max_snd_wnd:
+                    self._max_snd_wnd = window
+                if self._persist_at != INF and window:
+                    self._persist_at = INF
+                    self._persist_backoff = self._persist_probes = 0
+            self._on_new_ack(una + acked, options, now)
+            if self._sack_ok and self._sb:
+                self._after_ack_loss_checks(options, now)
+            self._output(now)
+            return True
+        if acked or window != self._snd_wnd or plen > self._rcv_adv - rcv_nxt:
+            return False
+        if self._rbuf.islands or self._user_closed:
+            return False
+        if self._rcv_fin_at is not None:
+            return False
+        self._rbuf.data += payload
+        self._rcv_nxt = rcv_nxt + plen
+        self._snd_wl1 = rcv_nxt
+        self._wake = True
+        self._unacked += plen
+        if self._unacked >= 2 * self._rcv_mss or self._config.delayed_ack <= 0:
+            self._send_ack(now)
+        elif self._delack_at == INF:
+            self._delack_at = now + self._config.delayed_ack
+        return True
 
     def _on_segment_syn_sent(self, header: TcpHeader, payload: bytes, now: float) -> None:
         flags = header.flags
@@ -585,9 +653,14 @@ class TcpSocket:
             if timestamp is None:
                 stats["tcp_missing_timestamp"] += 1
                 return False
-            if _ts_before(timestamp[0], self._ts_recent) and now - self._ts_recent_at < _PAWS_IDLE:
+            if (
+                _ts_before(timestamp[0], self._ts_recent)
+                and now - self._ts_recent_at < _PAWS_IDLE
+                and (self._ts_recent - timestamp[0]) & _M32 > self._paws_tolerance_ms()
+            ):
                 stats["tcp_paws_rejected"] += 1
-                self._send_ack(now)
+                if payload or flags & (SYN | FIN):
+                    self._send_ack(now)
                 return False
 
         if state == SYN_RECEIVED and flags & SYN and seq == rcv_nxt - 1 and not flags & RST:
@@ -687,6 +760,16 @@ class TcpSocket:
         self._output(now)
         return False
 
+    def _paws_tolerance_ms(self) -> int:
+        """How much older than TS.Recent a timestamp may be before PAWS rejects the segment.
+
+        RFC 7323 allows none, which drops every segment that a retransmission overtook on a
+        reordering path (a mixnet reorders by seconds). Old duplicates from a wrapped sequence
+        space are older than that by far: 2**31 bytes take over 40 s even at 50 MB/s.
+        """
+        srtt = self._rtt.srtt or 0.0
+        return int(1000 * min(max(1.0, 4 * srtt), 30.0))
+
     def _ack_abs(self, ack: int) -> int:
         una = self._snd_una
         return una + ((((ack - self._iss - una) + _HALF) & _M32) - _HALF)
@@ -705,6 +788,7 @@ class TcpSocket:
         options = header.options
         window = header.window << self._snd_wscale
         sb = self._sb
+        sb.begin_ack()
         if ack > una:
             self._on_new_ack(ack, options, now)
         elif (
@@ -727,12 +811,7 @@ class TcpSocket:
             self._persist_backoff = 0
             self._persist_probes = 0
         if sb and self._sack_ok:
-            blocks = options.sack_blocks
-            if blocks:
-                self._on_sack_blocks(blocks)
-            if sb.detect_losses(self._config.dup_threshold):
-                self._on_loss_detected()
-            self._arm_rack(now)
+            self._after_ack_loss_checks(options, now)
         fin_seq = self._fin_seq
         if fin_seq is not None and self._snd_una > fin_seq:
             state = self.state
@@ -747,6 +826,19 @@ class TcpSocket:
                 self._terminate(None, now, send_rst=False)
                 return False
         return True
+
+    def _after_ack_loss_checks(self, options: TcpOptions, now: float) -> None:
+        blocks = options.sack_blocks
+        if blocks:
+            self._on_sack_blocks(blocks)
+        if self._sb.detect_losses(self._loss_threshold()):
+            self._on_loss_detected()
+        self._arm_rack(now)
+
+    def _loss_threshold(self) -> int:
+        """Transmissions that must overtake a segment before it is deemed lost: the configured
+        threshold, raised to the reordering this path has shown (as Linux's tcp_reordering)."""
+        return max(self._config.dup_threshold, min(self._sb.reorder_distance + 1, 300))
 
     def _on_sack_blocks(self, blocks: tuple[tuple[int, int], ...]) -> None:
         una = self._snd_una
@@ -776,11 +868,20 @@ class TcpSocket:
             del self._sbuf[: drop_to - sbuf_seq]
             self._sbuf_seq = drop_to
             self._wake = True
-        sample = self._sb.ack(ack)
+        sb = self._sb
+        first = sb.first()
+        rexmit_time = first.time if self._in_recovery and first is not None and first.rexmits else None
+        sample = sb.ack(ack)
         self._rtt_sample_from(options, now, sample.time if sample is not None else None)
         mss = self._mss
+        if rexmit_time is not None and self._ts_ok:
+            timestamp = options.timestamp
+            if timestamp is not None and timestamp[1] and _ts_before(timestamp[1], self._tsval(rexmit_time)):
+                self._undo_spurious += 1  # the echo names an earlier transmission (Eifel, RFC 3522)
         if self._in_recovery:
-            if ack >= self._recover:
+            if self._undo_retrans and self._undo_spurious >= self._undo_retrans:
+                self._undo_recovery()
+            elif ack >= self._recover:
                 self._in_recovery = False
                 self._cwnd = max(self._ssthresh, mss)
             elif not self._sack_ok:
@@ -814,11 +915,25 @@ class TcpSocket:
         if sent_at is not None:
             self._rtt.sample(now - sent_at)
 
+    def _undo_recovery(self) -> None:
+        """Every retransmission of this recovery was unnecessary: the path reordered, nothing
+        was lost. Restore the window and tolerate deeper reordering from now on."""
+        self._stats["tcp_spurious_recoveries"] += 1
+        self._in_recovery = False
+        self._cwnd = max(self._cwnd, self._undo_cwnd)
+        self._ssthresh = max(self._ssthresh, self._undo_ssthresh)
+        sb = self._sb
+        sb.reorder_distance = max(sb.reorder_distance, min(2 * self._loss_threshold(), 300))
+        sb.revert_losses()
+
     def _rack_window(self) -> float:
-        """How long after its transmission a segment overtaken by a delivered one is lost."""
+        """How long after its transmission a segment overtaken by a delivered one is lost
+        (RFC 8985: RTT plus a reordering window, widened once the path has shown reordering)."""
         rtt = self._rtt.srtt
         if rtt is None:
             rtt = self._rtt.rto
+        if self._sb.reorder_distance:
+            return 2 * rtt
         return rtt + max(rtt / 4, 0.001)
 
     def _arm_rack(self, now: float) -> None:
@@ -903,6 +1018,9 @@ class TcpSocket:
         self._tlp_at = INF
         self._recover = self._snd_nxt
         self._stats["tcp_fast_recoveries"] += 1
+        self._undo_cwnd = self._cwnd
+        self._undo_ssthresh = self._ssthresh
+        self._undo_retrans = self._undo_spurious = 0
         flight = self._snd_nxt - self._snd_una
         self._ssthresh = max(flight // 2, 2 * self._mss)
         self._cwnd = self._ssthresh
@@ -1166,6 +1284,7 @@ class TcpSocket:
             stats["tcp_retransmits"] += 1
             if self._in_recovery:
                 stats["tcp_fast_retransmits"] += 1
+                self._undo_retrans += 1
             sent = True
             lost = sb.peek_lost()
         self._force_rexmit = 0

@@ -224,10 +224,10 @@ def test_arbitrary_bytes_never_raise(data: bytes, prefix: int) -> None:
     assert core.stats()["internal_errors"] == 0
 
 
-def _mutations(packet: bytes, rng: random.Random) -> bytes:
+def _mutation(packet: bytes, rng: random.Random) -> bytes:
+    """One corrupted byte: the Internet checksum always catches that (two bytes can cancel out)."""
     data = bytearray(packet)
-    for _ in range(rng.randrange(1, 4)):
-        data[rng.randrange(len(data))] = rng.randrange(256)
+    data[rng.randrange(len(data))] ^= rng.randrange(1, 256)
     return bytes(data)
 
 
@@ -244,7 +244,7 @@ def test_mutated_valid_packets_never_raise_or_corrupt_a_live_stream(seed: int) -
         emit_ip(PEER, CORE, PROTO_UDP, bytes(12)),
     ]
     for _ in range(10):
-        core.receive_packet(_mutations(rng.choice(originals), rng), peer.now)
+        core.receive_packet(_mutation(rng.choice(originals), rng), peer.now)
     received = sock.recv(100)
     if sock.error is None:
         assert received in (b"", b"data" * 10)

@@ -112,3 +112,23 @@ def test_lossy_reordering_link_delivers_every_byte_in_order(seed: int) -> None:
     assert stats["tcp_fast_retransmits"] > 0
     _assert_clean(link.a)
     _assert_clean(link.b)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_reordering_path_causes_few_spurious_retransmissions(seed: int) -> None:
+    link = Link(
+        make_core(seed=seed),
+        make_core("10.0.0.2", "fd00::2", seed=seed + 100),
+        reorder=0.3,
+        delay=0.02,
+        seed=seed,
+    )
+    up = _payload(1_000_000, seed)
+    transfer = Transfer(link, "10.0.0.2", up, b"")
+    assert link.run_until(transfer.done, limit=600)
+    assert hashlib.sha256(transfer.got_up).digest() == hashlib.sha256(up).digest()
+    stats = link.a.stats()
+    assert stats["tcp_retransmits"] < 0.04 * len(up) / 1448
+    assert stats["tcp_spurious_recoveries"] >= 1
+    assert link.b.stats()["tcp_paws_rejected"] == 0
+    assert stats["tcp_paws_rejected"] == 0

@@ -311,6 +311,32 @@ def test_reordering_within_the_time_window_is_not_mistaken_for_loss() -> None:
     assert core.stats()["tcp_retransmits"] == 0
 
 
+def test_recovery_caused_by_reordering_is_undone_and_tolerance_raised() -> None:
+    core = make_core()
+    sock, peer = open_connection(core, sack=True, timestamps=True)
+    mss = sock.mss
+    sock.send(b"u" * (10 * mss), 0.0)
+    sent = peer.out()
+    assert len(sent) == 10
+    original_tsval = sent[0].options.timestamp[0] if sent[0].options.timestamp else -1
+    cwnd_before = sock.cwnd
+    peer.now = 0.05
+    peer.inject(ACK, peer.seq(0), peer.ack_of(0), options=peer.sack((mss, 5 * mss)))
+    assert data_offsets(peer, peer.out()) == [(0, mss)]  # looks lost: four later ones arrived
+    assert sock.cwnd < cwnd_before
+    peer.now = 0.06
+    # ... but it was only late: the cumulative ACK echoes the original transmission's TSval
+    peer.inject(ACK, peer.seq(0), peer.ack_of(10 * mss), options=TcpOptions(timestamp=(9, original_tsval)))
+    assert core.stats()["tcp_spurious_recoveries"] == 1
+    assert sock.cwnd >= cwnd_before
+    sock.send(b"v" * (10 * mss), 0.06)
+    assert len(peer.out()) == 10
+    peer.now = 0.061  # within the (now widened) RACK window
+    peer.inject(ACK, peer.seq(0), peer.ack_of(10 * mss), options=peer.sack((11 * mss, 15 * mss)))
+    assert peer.out() == []  # four overtaking segments no longer condemn one
+    assert core.stats()["tcp_fast_recoveries"] == 1
+
+
 def test_zero_window_is_probed_with_backoff_until_it_opens() -> None:
     core = make_core(timestamps=False)
     sock, peer = open_connection(core)
@@ -433,18 +459,34 @@ def test_half_close_keeps_receiving_after_our_fin() -> None:
 def test_timestamps_paws_rejects_old_segments_and_missing_timestamps() -> None:
     core = make_core()
     sock, peer = open_connection(core, timestamps=True)
-    peer.ts_clock = 50
+    peer.ts_clock = 50_000
     peer.inject(ACK, peer.seq(0), peer.ack_of(0), b"new")
-    peer.ts_clock = 40  # an old duplicate from before
+    peer.ts_clock = 1_000  # an old duplicate, 49 s older
     peer.inject(ACK, peer.seq(3), peer.ack_of(0), b"old")
     (ack,) = peer.out()
     assert ack.header.ack == peer.seq(3)
     assert ack.options.timestamp is not None
-    assert ack.options.timestamp[1] == 50
+    assert ack.options.timestamp[1] == 50_000
     assert core.stats()["tcp_paws_rejected"] == 1
+    peer.inject(ACK, peer.seq(0), peer.ack_of(0), options=TcpOptions(timestamp=(1_000, 0)))
+    assert peer.out() == []  # a rejected pure ACK is not answered (no ACK ping-pong)
+    assert core.stats()["tcp_paws_rejected"] == 2
     peer.inject(ACK, peer.seq(3), peer.ack_of(0), b"bare", options=TcpOptions())
     assert core.stats()["tcp_missing_timestamp"] == 1
     assert sock.recv(100) == b"new"
+
+
+def test_data_overtaken_by_a_retransmission_is_not_rejected_by_paws() -> None:
+    core = make_core()
+    sock, peer = open_connection(core, timestamps=True)
+    peer.ts_clock = 100
+    peer.inject(ACK, peer.seq(1000), peer.ack_of(0), b"B" * 1000)  # the first segment is late
+    peer.ts_clock = 400
+    peer.inject(ACK, peer.seq(0), peer.ack_of(0), b"A" * 1000)  # its retransmission: TS.Recent = 400
+    peer.ts_clock = 101
+    peer.inject(ACK, peer.seq(2000), peer.ack_of(0), b"C" * 1000)  # sent before that retransmission
+    assert sock.recv(5000) == b"A" * 1000 + b"B" * 1000 + b"C" * 1000
+    assert core.stats()["tcp_paws_rejected"] == 0
 
 
 def test_rtt_is_measured_from_echoed_timestamps() -> None:
