@@ -59,6 +59,9 @@ class SphinxClientConfig:
     """Fast mode only: stop taking packets from the queue while this many await their ack, so
     the mixnet's queues stay short and acks come back well within their timeout."""
     receive_queue_size: int = 1024
+    fast_burst_packets: int = 16
+    """Fast mode only: packets built and written to the gateway together, so every hop of the
+    network handles them as one burst (one wake-up, one write) instead of one at a time."""
     core: ClientCoreConfig = field(default_factory=ClientCoreConfig)
 
     @classmethod
@@ -111,6 +114,7 @@ class SphinxClient(MixnetClient):
         self._work = anyio.Event()
         self._space = anyio.Event()
         self._timer_scope: anyio.CancelScope | None = None
+        self._timer_deadline: float | None = None
         self._scope: anyio.CancelScope | None = None
         self._finished = anyio.Event()
         self._closed = False
@@ -223,7 +227,14 @@ class SphinxClient(MixnetClient):
 
     def _signal_work(self) -> None:
         self._work.set()
-        if self._timer_scope is not None:
+        self._poke_timer()
+
+    def _poke_timer(self) -> None:
+        """Wake the timer task only if the core now has a deadline earlier than its sleep."""
+        if self._timer_scope is None:
+            return
+        deadline = self._core.poll_deadline()
+        if deadline is not None and (self._timer_deadline is None or deadline < self._timer_deadline):
             self._timer_scope.cancel()
 
     def _signal_space(self) -> None:
@@ -295,16 +306,20 @@ class SphinxClient(MixnetClient):
                         logger.warning("reconnecting to the gateway failed: %s", exc)
         raise MixnetClientClosed("lost the gateway link and could not reconnect")
 
-    async def _transmit(self, packet: OutgoingPacket) -> None:
-        await self._with_link(lambda link: link.send(packet.first_hop_address, packet.packet))
-        self._core.packet_sent(packet, self.clock.now())
-        if packet.is_cover:
-            self.cover_packets_sent += 1
-        else:
-            self.packets_sent += 1
+    async def _transmit(self, packets: list[OutgoingPacket]) -> None:
+        """Hand ``packets`` to the gateway in one write, then start their ack timers."""
+        await self._with_link(
+            lambda link: link.send_many([(packet.first_hop_address, packet.packet) for packet in packets])
+        )
+        now = self.clock.now()
+        for packet in packets:
+            self._core.packet_sent(packet, now)
+            if packet.is_cover:
+                self.cover_packets_sent += 1
+            else:
+                self.packets_sent += 1
         self._signal_space()
-        if self._timer_scope is not None:
-            self._timer_scope.cancel()
+        self._poke_timer()
 
     def _delay(self, mean: float) -> float:
         return self._rng.expovariate(1.0 / mean) if mean > 0 else 0.0
@@ -312,18 +327,22 @@ class SphinxClient(MixnetClient):
     async def _main_stream(self) -> None:
         if self.config.disable_main_poisson_packet_distribution:
             window = self.config.max_packets_in_flight
+            burst = self.config.fast_burst_packets
             while True:
-                if window is not None and self._core.packets_in_flight >= window:
-                    packet = None
-                else:
-                    packet = self._core.next_real_packet(self.clock.now())
-                if packet is None:
+                batch: list[OutgoingPacket] = []
+                now = self.clock.now()
+                while len(batch) < burst and (window is None or self._core.packets_in_flight < window):
+                    packet = self._core.next_real_packet(now)
+                    if packet is None:
+                        break
+                    batch.append(packet)
+                if not batch:
                     work = self._work
                     await work.wait()
                     if work is self._work:
                         self._work = anyio.Event()
                     continue
-                await self._transmit(packet)
+                await self._transmit(batch)
         mean = self.config.message_sending_average_delay
         next_tick = self.clock.now()
         while True:
@@ -331,22 +350,24 @@ class SphinxClient(MixnetClient):
             await self.clock.sleep_until(next_tick)
             now = self.clock.now()
             packet = self._core.next_real_packet(now) or self._core.make_loop_cover(now)
-            await self._transmit(packet)
+            await self._transmit([packet])
             next_tick = max(next_tick, self.clock.now() - mean)
 
     async def _loop_cover_stream(self) -> None:
         mean = self.config.loop_cover_traffic_average_delay
         while True:
             await self.clock.sleep(self._delay(mean))
-            await self._transmit(self._core.make_loop_cover(self.clock.now()))
+            await self._transmit([self._core.make_loop_cover(self.clock.now())])
 
     async def _receiver(self) -> None:
-        async def receive_one(link: GatewayLink) -> None:
-            payload = await link.receive()
-            self._core.handle_gateway_payload(payload, self.clock.now())
+        async def receive_burst(link: GatewayLink) -> None:
+            payloads = await link.receive_many()
+            now = self.clock.now()
+            for payload in payloads:
+                self._core.handle_gateway_payload(payload, now)
 
         while True:
-            await self._with_link(receive_one)
+            await self._with_link(receive_burst)
             for message in self._core.drain_received():
                 await self._received_in.send(message)
             self._signal_space()
@@ -358,11 +379,13 @@ class SphinxClient(MixnetClient):
             deadline = self._core.poll_deadline()
             with anyio.CancelScope() as scope:
                 self._timer_scope = scope
+                self._timer_deadline = deadline
                 if deadline is None:
                     await anyio.sleep_forever()
                 else:
                     await self.clock.sleep_until(deadline)
             self._timer_scope = None
+            self._timer_deadline = None
             before = self._core.queued_packets
             self._core.handle_timeouts(self.clock.now())
             if self._core.queued_packets > before:

@@ -59,6 +59,8 @@ CLIENT_FRAME_MAX = 1 + 8 + 1 + 19 + PacketSize.EXTENDED32.total_size + 16
 _HANDSHAKE_TIMEOUT = 10.0
 _REPLACED_CLOSE_CODE = 4000
 _POLICY_CLOSE_CODE = 1008
+_PUSH_BURST = 64
+"""Payloads queued for one client are sealed and written together, up to this many."""
 
 
 @dataclass
@@ -286,20 +288,28 @@ class GatewayServer(SphinxHop):
     async def _push_to_client(
         self, link: _ClientLink, session: LinkSession, scope: anyio.CancelScope
     ) -> None:
-        """Push queued payloads; a payload that could not be sent goes back to the backlog.
+        """Push queued payloads, a burst per write; payloads that could not be sent go back to the backlog.
 
         When the queue is closed (the link was replaced) the reader is cancelled too; when the
         websocket fails, the reader notices by itself and must not be cut off mid-write.
         """
         async for payload in link.pushes_out:
+            burst = [payload]
+            while len(burst) < _PUSH_BURST:
+                try:
+                    burst.append(link.pushes_out.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
             if self.monitor is not None:
-                self.monitor(LinkObservation(self.name, "push", "client", len(payload)))
+                for pushed in burst:
+                    self.monitor(LinkObservation(self.name, "push", "client", len(pushed)))
             try:
-                await link.websocket.send(session.seal(FrameKind.PUSH, payload))
+                await link.websocket.send_many([session.seal(FrameKind.PUSH, pushed) for pushed in burst])
             except LinkError:
-                self._add_backlog(link.identity, payload)
+                for pushed in burst:
+                    self._add_backlog(link.identity, pushed)
                 return
-            self.counters["payloads_pushed"] += 1
+            self.counters["payloads_pushed"] += len(burst)
         scope.cancel()
 
     async def _read_client(self, link: _ClientLink, session: LinkSession) -> None:

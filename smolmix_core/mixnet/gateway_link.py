@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import anyio
 
 from smolmix_core.errors import GatewayError, LinkError, WebSocketClosed
@@ -82,9 +84,27 @@ class GatewayLink:
             self._session.seal(FrameKind.FORWARD, encode_forward(first_hop, packet, packet_type))
         )
 
+    async def send_many(
+        self,
+        packets: Iterable[tuple[NymNodeRoutingAddress | bytes, bytes]],
+        packet_type: PacketType = PacketType.MIX,
+    ) -> None:
+        """Hand several ``(first_hop, packet)`` pairs to the gateway in one websocket write."""
+        seal = self._session.seal
+        await self._websocket.send_many(
+            [seal(FrameKind.FORWARD, encode_forward(hop, packet, packet_type)) for hop, packet in packets]
+        )
+
     async def receive(self) -> bytes:
         """The next payload the gateway pushed; ``LinkError`` when the link ends or misbehaves."""
-        message = await self._websocket.receive()
+        return self._open_push(await self._websocket.receive())
+
+    async def receive_many(self) -> list[bytes]:
+        """The next pushed payload and every one already read behind it (a burst in one call)."""
+        first = self._open_push(await self._websocket.receive())
+        return [first, *(self._open_push(message) for message in self._websocket.take_buffered())]
+
+    def _open_push(self, message: bytes | str) -> bytes:
         if not isinstance(message, bytes):
             raise LinkError("the gateway sent a text frame")
         kind, plaintext = self._session.open(message)

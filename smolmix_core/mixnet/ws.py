@@ -5,7 +5,8 @@ websockets' own clients are tied to one event loop each; its Sans-I/O protocol o
 ``ByteStream`` so the gateway link and the nym-client API server run unchanged on both backends.
 
 One task may receive while others send. Everything a protocol call produces is appended to one
-outgoing list synchronously and flushed in order under a send lock, so bytes never interleave.
+outgoing list synchronously and flushed in order under a send lock, so bytes never interleave;
+what is pending is written with one ``send`` on the stream.
 Pings are answered inside ``receive``; messages split into continuation frames are reassembled up
 to ``max_size`` (a larger message fails the connection with close code 1009).
 """
@@ -13,7 +14,8 @@ to ``max_size`` (a larger message fails the connection with close code 1009).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -52,7 +54,7 @@ class WebSocket:
         self._outgoing: list[bytes] = []
         self._send_lock = anyio.Lock()
         self._receive_lock = anyio.Lock()
-        self._events: list[object] = list(pending_events or [])
+        self._events: deque[object] = deque(pending_events or ())
         self._fragments: list[bytes] = []
         self._fragment_opcode: Opcode | None = None
         self._stream_closed = False
@@ -81,17 +83,48 @@ class WebSocket:
             self._protocol.send_binary(message)
         await self._flush()
 
+    async def send_many(self, messages: Iterable[bytes]) -> None:
+        """Send binary messages with one write: a burst costs one trip through the event loop."""
+        if self._protocol.state is not OPEN:
+            raise self._closed_error()
+        for message in messages:
+            self._protocol.send_binary(message)
+        await self._flush()
+
     async def receive(self) -> bytes | str:
-        """The next whole message; raises ``WebSocketClosed`` once the connection is closed."""
+        """The next whole message; raises ``WebSocketClosed`` once the connection is closed.
+
+        A message already parsed from an earlier read is returned without a trip through the
+        event loop (when no other task is receiving), so a burst is consumed in one go.
+        """
+        if self._events and not self._receive_lock.locked():
+            while self._events:
+                message = self._take_message(self._events.popleft())
+                if message is not None:
+                    return message
         async with self._receive_lock:
             while True:
                 while self._events:
-                    message = self._take_message(self._events.pop(0))
+                    message = self._take_message(self._events.popleft())
                     if message is not None:
                         return message
                 if self._protocol.state is CLOSED or self._stream_closed:
                     raise self._closed_error()
                 await self._read_more()
+
+    def take_buffered(self) -> list[bytes | str]:
+        """The whole messages already parsed from earlier reads, without any I/O.
+
+        Empty while another task is inside ``receive`` (it owns the parser's output).
+        """
+        if self._receive_lock.locked():
+            return []
+        messages: list[bytes | str] = []
+        while self._events:
+            message = self._take_message(self._events.popleft())
+            if message is not None:
+                messages.append(message)
+        return messages
 
     def __aiter__(self) -> AsyncIterator[bytes | str]:
         return self._iterate()
@@ -177,8 +210,17 @@ class WebSocket:
         async with self._send_lock:
             while self._outgoing:
                 chunks, self._outgoing = self._outgoing, []
+                pending: list[bytes] = []
                 for chunk in chunks:
-                    await self._write(chunk)
+                    if chunk:
+                        pending.append(chunk)
+                        continue
+                    if pending:
+                        await self._write(b"".join(pending))
+                        pending = []
+                    await self._write(chunk)  # empty: the protocol wants the stream closed
+                if pending:
+                    await self._write(b"".join(pending))
 
     async def _write(self, chunk: bytes) -> None:
         if self._stream_closed:

@@ -170,6 +170,9 @@ async def test_extended_packet_size() -> None:
         payload = os.urandom(100_000)
         await alice.send(bob.address, payload)
         assert (await receive_within(bob)).data == payload
+        with anyio.fail_after(10):
+            while alice.stats().get("acks_received", 0) < 13:  # noqa: ASYNC110 (acks trail the data)
+                await anyio.sleep(0.01)
         assert {o.size for o in observed if o.direction in ("in", "out", "uplink")} == {8557, ACK}
         assert alice.stats()["packets_sent"] == 13
 
