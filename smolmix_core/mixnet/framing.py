@@ -41,6 +41,10 @@ class KeyRotation(enum.IntEnum):
     EVEN = 2
 
 
+_PACKET_TYPES = {member.value: member for member in PacketType}
+_KEY_ROTATIONS = {member.value: member for member in KeyRotation}
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One framed packet as received: ``packet_version`` is ``None`` for a legacy header."""
@@ -117,9 +121,9 @@ class FrameDecoder:
         except SphinxError:
             raise FramingError(f"unknown packet size tag {size_tag}") from None
         try:
-            packet_type = PacketType(type_byte)
-            rotation = KeyRotation(rotation_byte)
-        except ValueError:
+            packet_type = _PACKET_TYPES[type_byte]
+            rotation = _KEY_ROTATIONS[rotation_byte]
+        except KeyError:
             raise FramingError(f"bad packet type {type_byte} or key rotation {rotation_byte}") from None
         end = start + header_size + size.total_size
         if len(buffer) < end:

@@ -65,6 +65,9 @@ class FrameKind(enum.IntEnum):
     PUSH = 3
 
 
+_FRAME_KINDS = {member.value: member for member in FrameKind}
+
+
 @dataclass(frozen=True, slots=True)
 class ForwardPacket:
     """What a client asks its gateway to send: a Sphinx packet and the first hop to send it to."""
@@ -135,8 +138,8 @@ class LinkSession:
             plaintext = self._open.decrypt(
                 b"\x00\x00\x00\x00" + header[1:], bytes(frame[_SEALED_HEADER.size :]), header
             )
-            kind = FrameKind(kind_byte)
-        except (InvalidTag, ValueError):
+            kind = _FRAME_KINDS[kind_byte]
+        except (InvalidTag, KeyError):
             self.frames_rejected += 1
             raise LinkError("sealed frame failed authentication") from None
         self._receive_counter += 1

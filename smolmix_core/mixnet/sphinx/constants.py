@@ -69,15 +69,20 @@ class PacketSize(Enum):
     @classmethod
     def from_tag(cls, tag: int) -> PacketSize:
         """The size announced by a framing tag byte; ``SphinxError`` for unknown tags."""
-        for size in cls:
-            if size.tag == tag:
-                return size
-        raise SphinxError(f"unknown packet size tag {tag}")
+        size = _BY_TAG.get(tag)
+        if size is None:
+            raise SphinxError(f"unknown packet size tag {tag}")
+        return size
 
     @classmethod
     def for_total_size(cls, total_size: int) -> PacketSize:
         """The size whose whole packet is ``total_size`` bytes; ``SphinxError`` if none is."""
-        for size in cls:
-            if size.total_size == total_size:
-                return size
-        raise SphinxError(f"no packet size has {total_size} bytes in total")
+        size = _BY_TOTAL_SIZE.get(total_size)
+        if size is None:
+            raise SphinxError(f"no packet size has {total_size} bytes in total")
+        return size
+
+
+# Looked up for every framed packet: dictionaries, not a walk over the members.
+_BY_TAG = {size.tag: size for size in PacketSize}
+_BY_TOTAL_SIZE = {size.total_size: size for size in PacketSize}

@@ -38,7 +38,7 @@ CURVE25519_ORDER = 2**252 + 27742317777372353535851937790883648493
 _MONTGOMERY_A = 486662
 
 _SHA256 = hashes.SHA256()
-_ZERO_IV = bytes(16)
+_ZERO_IV_CTR = modes.CTR(bytes(16))
 _ZERO_KEYSTREAM_INPUT = bytes(STREAM_CIPHER_OUTPUT_LENGTH)
 _PUBLIC_KEY_CACHE_LIMIT = 4096
 _checked_public_keys: set[bytes] = set()
@@ -80,7 +80,7 @@ def header_keystream(stream_key: bytes) -> bytes:
 
 def header_encrypt(stream_key: bytes, data: bytes) -> bytes:
     """``data`` XOR the start of rho — one call instead of keystream plus XOR."""
-    return Cipher(algorithms.AES(stream_key), modes.CTR(_ZERO_IV)).encryptor().update(data)
+    return Cipher(algorithms.AES(stream_key), _ZERO_IV_CTR).encryptor().update(data)
 
 
 def header_mac(mac_key: bytes, beta: bytes) -> bytes:
