@@ -142,6 +142,25 @@ async def test_send_waits_when_the_queue_is_full() -> None:
         assert scope.cancelled_caught
 
 
+async def test_fast_bursts_stay_within_the_in_flight_window() -> None:
+    async with Devnet.start(seed=20) as net:
+        config = replace(net.client_config, max_packets_in_flight=3, fast_burst_packets=16)
+        alice = await net.client(0, config=config)
+        bob = await net.client(1)
+        in_flight_at_uplink: list[int] = []
+
+        def watch(observation: LinkObservation) -> None:
+            if observation.direction == "uplink":
+                in_flight_at_uplink.append(alice.stats()["packets_in_flight"])
+
+        net.gateways[0].monitor = watch
+        payload = os.urandom(20 * 1604)
+        await alice.send(bob.address, payload)
+        assert (await receive_within(bob)).data == payload
+        assert len(in_flight_at_uplink) >= 21
+        assert max(in_flight_at_uplink) <= 3
+
+
 async def test_aclose_leaves_no_task_and_receive_reports_closed() -> None:
     async with Devnet.start(seed=17) as net:
         with anyio.fail_after(10):

@@ -10,7 +10,7 @@ import anyio.abc
 import pytest
 
 from smolmix_core.errors import LinkError, WebSocketClosed
-from smolmix_core.mixnet.ws import WebSocket, ws_accept, ws_connect
+from smolmix_core.mixnet.ws import WebSocket, ws_accept, ws_client_handshake, ws_connect
 
 pytestmark = pytest.mark.anyio
 
@@ -123,3 +123,43 @@ async def test_connect_refused_is_a_link_error() -> None:
         await ws_connect(f"ws://127.0.0.1:{port}/")
     with pytest.raises(LinkError):
         await ws_connect("http://127.0.0.1:1/")
+
+
+class CountingStream(anyio.abc.ByteStream):
+    """A byte stream that counts the writes reaching the socket."""
+
+    def __init__(self, inner: anyio.abc.ByteStream) -> None:
+        self.inner = inner
+        self.sends = 0
+
+    async def send(self, item: bytes) -> None:
+        self.sends += 1
+        await self.inner.send(item)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self.inner.receive(max_bytes)
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_send_many_is_one_write_and_bursts_come_back_in_order() -> None:
+    async with echo_server() as (url, _):
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        counting = CountingStream(await anyio.connect_tcp("127.0.0.1", port))
+        websocket = await ws_client_handshake(counting, url)
+        counting.sends = 0
+        messages = [bytes([i]) * (100 + i) for i in range(30)]
+        await websocket.send_many(messages)
+        assert counting.sends == 1, "thirty frames, one write"
+        received: list[bytes | str] = []
+        with anyio.fail_after(5):
+            while len(received) < len(messages):
+                received.append(await websocket.receive())
+                received.extend(websocket.take_buffered())
+        assert received == messages
+        assert websocket.take_buffered() == []
+        await websocket.aclose()
