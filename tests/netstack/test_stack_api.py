@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import socket
+import ssl
+import tempfile
+from pathlib import Path
 
 import anyio
 import pytest
 from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSAttribute, TLSStream
 from stack_pair import A4, A6, B4, B6, eventually, read_all, stack_pair
 
 from smolmix_core.clock import VirtualClock
@@ -326,3 +331,66 @@ async def test_using_a_stack_outside_async_with_is_an_error() -> None:
     device, _ = memory_link()
     with pytest.raises(RuntimeError, match="async with"):
         await Stack(device).tcp_connect((B4, 80))
+
+
+def _self_signed_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh self-signed certificate for "tunnel.test" and a client trusting it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tunnel.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("tunnel.test")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        cert_path, key_path = Path(directory, "cert.pem"), Path(directory, "key.pem")
+        cert_path.write_bytes(cert_pem)
+        key_path.write_bytes(key_pem)
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cadata=cert_pem.decode())
+    return server, client
+
+
+async def test_tls_runs_over_tcp_streams_and_forwards_is_readable() -> None:
+    server_context, client_context = _self_signed_contexts()
+    async with stack_pair() as (a, b), anyio.create_task_group() as tg:
+        listener = await b.tcp_listen(("0.0.0.0", 443))
+
+        async def tls_echo() -> None:
+            raw = await listener.accept()
+            stream = await TLSStream.wrap(
+                raw, server_side=True, ssl_context=server_context, standard_compatible=False
+            )
+            async with stream:
+                request = await stream.receive()
+                await stream.send(request.upper())
+
+        tg.start_soon(tls_echo)
+        raw_client = await a.tcp_connect((B4, 443))
+        client = await TLSStream.wrap(
+            raw_client, hostname="tunnel.test", ssl_context=client_context, standard_compatible=False
+        )
+        assert client.extra(TLSAttribute.tls_version).startswith("TLS")
+        await client.send(b"hello through tls")
+        assert await client.receive() == b"HELLO THROUGH TLS"
+        await eventually(client.extra(TcpStreamAttribute.is_readable))  # forwarded through TLS
+        with pytest.raises(anyio.EndOfStream):
+            await client.receive()
+        await client.aclose()
