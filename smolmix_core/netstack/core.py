@@ -33,6 +33,7 @@ import itertools
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Iterable
 
 from smolmix_core.errors import (
     AddressInUse,
@@ -165,6 +166,8 @@ class NetCore:
         self._text_cache: dict[bytes, str] = {}
         self.counters: dict[str, int] = defaultdict(int, dict.fromkeys(COUNTERS, 0))
         self.last_now = 0.0
+        self.deferring_acks = False
+        self._deferred_acks: list[TcpSocket] = []
         self._transmit: list[bytes] = []
         self._wakeups: list[TcpSocket | TcpListener | UdpSocket] = []
         self._timers: list[tuple[float, int, TcpSocket]] = []
@@ -226,6 +229,22 @@ class NetCore:
         except Exception:
             stats["internal_errors"] += 1
             logger.exception("netstack: internal error while processing a packet (dropped)")
+
+    def receive_packets(self, packets: Iterable[bytes], now: float) -> None:
+        """``receive_packet`` for each packet of a batch the device had ready, with the ACKs
+        they call for coalesced to one per connection at the end (when SACK is on), as a
+        kernel's receive offload would: fewer packets for the same information."""
+        self.deferring_acks = True
+        try:
+            for packet in packets:
+                self.receive_packet(packet, now)
+        finally:
+            self.deferring_acks = False
+            deferred = self._deferred_acks
+            if deferred:
+                self._deferred_acks = []
+                for sock in deferred:
+                    sock.flush_deferred_ack(now)
 
     def drain_transmit(self) -> list[bytes]:
         out = self._transmit
@@ -427,6 +446,9 @@ class NetCore:
         segment = emit_tcp(header, payload, local_ip, remote_ip)
         self._transmit.append(emit_ip(local_ip, remote_ip, PROTO_TCP, segment, ttl=self.config.ttl))
         self.counters["packets_out"] += 1
+
+    def tcp_defer_ack(self, sock: TcpSocket) -> None:
+        self._deferred_acks.append(sock)
 
     def tcp_wake(self, sock: TcpSocket) -> None:
         if not sock._wake_queued:

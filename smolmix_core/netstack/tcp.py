@@ -44,6 +44,7 @@ _M32 = 0xFFFFFFFF
 _HALF = 1 << 31
 INF = math.inf
 _PAWS_IDLE = 24 * 24 * 3600.0  # RFC 7323 5.5: TS.Recent older than 24 days is invalid
+_MAX_STRETCH = 8  # even in a batch, ACK at least every 8 full segments (one lost ACK hurts less)
 
 CLOSED = "CLOSED"
 SYN_SENT = "SYN-SENT"
@@ -67,6 +68,7 @@ class TcpHost(Protocol):
 
     counters: dict[str, int]
     last_now: float
+    deferring_acks: bool  # inside a batch of received packets: ACKs may wait for its end
 
     def tcp_transmit(self, sock: TcpSocket, header: TcpHeader, payload: bytes) -> None:
         """Send one segment from ``sock.local`` to ``sock.remote``."""
@@ -83,6 +85,9 @@ class TcpHost(Protocol):
     def tcp_finished(self, sock: TcpSocket) -> None:
         """``sock`` reached CLOSED: stop demultiplexing to it."""
 
+    def tcp_defer_ack(self, sock: TcpSocket) -> None:
+        """Call ``sock.flush_deferred_ack`` when the current batch of packets is done."""
+
 
 def max_segment_size(mtu: int, ipv6: bool) -> int:
     """The MSS an MTU allows: minus the IP header and a 20-byte TCP header (RFC 6691)."""
@@ -97,6 +102,7 @@ class TcpSocket:
     """A TCP connection; its public surface is the NetCore contract's ``TcpSocket``."""
 
     __slots__ = (
+        "_ack_deferred",
         "_ack_now",
         "_ca_acc",
         "_challenge_count",
@@ -258,6 +264,7 @@ class TcpSocket:
         self._last_ack_sent = 0
         self._unacked = 0
         self._ack_now = False
+        self._ack_deferred = False
 
         self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
         self._cwnd = 0
@@ -600,7 +607,8 @@ class TcpSocket:
         self._wake = True
         self._unacked += plen
         if self._unacked >= 2 * self._rcv_mss or self._config.delayed_ack <= 0:
-            self._send_ack(now)
+            self._ack_now = True
+            self._ack_or_defer(now)
         elif self._delack_at == INF:
             self._delack_at = now + self._config.delayed_ack
         return True
@@ -889,7 +897,9 @@ class TcpSocket:
                 self._force_rexmit = 1
                 self._cwnd = max(self._cwnd - acked + mss, mss)
         elif self._cwnd < self._ssthresh:
-            self._cwnd += acked if acked < 2 * mss else 2 * mss
+            # Byte counting without RFC 3465's 2-MSS cap (as Linux): an ACK that coalesces
+            # many segments must grow the window as much as the ACKs it stands for.
+            self._cwnd = min(self._cwnd + acked, max(self._ssthresh, self._cwnd + mss))
         else:
             self._ca_acc += acked
             if self._ca_acc >= self._cwnd:
@@ -1264,7 +1274,24 @@ class TcpSocket:
     def _output(self, now: float) -> None:
         sent = self._send_data(now) if self.state in _SENDING_STATES else False
         if not sent and self._ack_now:
+            self._ack_or_defer(now)
+
+    def _ack_or_defer(self, now: float) -> None:
+        """Send the ACK we owe, or, while the stack digests a batch of packets and SACK lets
+        the peer do without every duplicate ACK, leave it for one ACK at the end of the batch."""
+        if self._sack_ok and self._host.deferring_acks and self._unacked < _MAX_STRETCH * self._rcv_mss:
+            if not self._ack_deferred:
+                self._ack_deferred = True
+                self._host.tcp_defer_ack(self)
+        else:
             self._send_ack(now)
+
+    def flush_deferred_ack(self, now: float) -> None:
+        """End of a batch: send the ACK deferred by ``_ack_or_defer`` if it is still owed."""
+        self._ack_deferred = False
+        if self._ack_now and self.state not in (CLOSED, SYN_SENT):
+            self._send_ack(now)
+            self._finish()
 
     def _send_data(self, now: float) -> bool:
         sb = self._sb

@@ -205,6 +205,7 @@ class Link:
         corrupt: float = 0.0,
         seed: int = 0,
         drop: Callable[[NetCore, bytes], bool] | None = None,
+        batch: bool = False,
     ) -> None:
         self.a = a
         self.b = b
@@ -219,6 +220,7 @@ class Link:
         self.order = itertools.count()
         self.apps: list[Callable[[float], None]] = []
         self.drop = drop
+        self.batch = batch  # deliver the packets due together through receive_packets
         self.delivered = 0
         self.dropped = 0
 
@@ -262,6 +264,15 @@ class Link:
         if not candidates:
             return False
         self.now = max(self.now, min(candidates))
+        if self.batch:
+            due: dict[int, list[bytes]] = {id(self.a): [], id(self.b): []}
+            while self.queue and self.queue[0].arrival <= self.now:
+                item = heapq.heappop(self.queue)
+                due[id(item.target)].append(item.packet)
+            for core in (self.a, self.b):
+                self.delivered += len(due[id(core)])
+                core.receive_packets(due[id(core)], self.now)
+            self._collect()
         while self.queue and self.queue[0].arrival <= self.now:
             item = heapq.heappop(self.queue)
             item.target.receive_packet(item.packet, self.now)

@@ -92,8 +92,8 @@ def test_lossless_transfer_both_ways_and_clean_close(client_ip: str, server_ip: 
     _assert_clean(link.b)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_lossy_reordering_link_delivers_every_byte_in_order(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "batch"), [(1, False), (2, False), (3, False), (4, True), (5, True)])
+def test_lossy_reordering_link_delivers_every_byte_in_order(seed: int, batch: bool) -> None:
     link = Link(
         make_core(seed=seed, min_rto=0.05),
         make_core("10.0.0.2", "fd00::2", seed=seed + 100, min_rto=0.05),
@@ -101,6 +101,7 @@ def test_lossy_reordering_link_delivers_every_byte_in_order(seed: int) -> None:
         reorder=0.1,
         duplicate=0.02,
         seed=seed,
+        batch=batch,
     )
     up, down = _payload(400_000, seed), _payload(150_000, seed + 1)
     transfer = Transfer(link, "10.0.0.2", up, down)

@@ -86,6 +86,35 @@ def test_out_of_order_data_is_acked_at_once_with_sack_blocks_newest_first() -> N
     assert core.stats()["tcp_out_of_order"] == 2
 
 
+@pytest.mark.parametrize(("count", "acks_at"), [(6, [6]), (20, [8, 16, 20])])
+def test_a_batch_of_segments_is_acknowledged_with_few_coalesced_acks(count: int, acks_at: list[int]) -> None:
+    core = make_core(timestamps=False)
+    sock, peer = open_connection(core, sack=True)
+    batch = [peer.packet(ACK, peer.seq(i * MSS), peer.ack_of(0), bytes([i]) * MSS) for i in range(count)]
+    core.receive_packets(batch, 0.0)
+    acks = peer.out()
+    assert [(a.header.ack - peer.seq(0)) // MSS for a in acks] == acks_at
+    assert sock.recv(1 << 20) == b"".join(bytes([i]) * MSS for i in range(count))
+
+
+def test_out_of_order_segments_in_a_batch_share_one_ack_with_sack() -> None:
+    core = make_core(timestamps=False)
+    _sock, peer = open_connection(core, sack=True)
+    batch = [peer.packet(ACK, peer.seq(i * 100), peer.ack_of(0), b"x" * 100) for i in (1, 3, 5)]
+    core.receive_packets(batch, 0.0)
+    (ack,) = peer.out()
+    assert ack.header.ack == peer.seq(0)
+    assert len(ack.options.sack_blocks) == 3
+
+
+def test_without_sack_a_batch_keeps_every_duplicate_ack() -> None:
+    core = make_core(timestamps=False)
+    _sock, peer = open_connection(core, sack=False)
+    batch = [peer.packet(ACK, peer.seq(i * 100), peer.ack_of(0), b"x" * 100) for i in (1, 3, 5)]
+    core.receive_packets(batch, 0.0)
+    assert len(peer.out()) == 3  # a NewReno peer counts them
+
+
 def test_no_sack_blocks_when_sack_was_not_negotiated() -> None:
     core = make_core(timestamps=False)
     _sock, peer = open_connection(core, sack=False)
