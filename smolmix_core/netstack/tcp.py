@@ -699,12 +699,13 @@ class TcpSocket:
             ok = rcv_nxt <= seq < rcv_nxt + wnd or rcv_nxt <= last < rcv_nxt + wnd
         if not ok:
             if wnd <= 0 and seq == rcv_nxt and not flags & SYN:
+                # RFC 9293: a zero window still takes ACKs (and a bare FIN, which needs no room)
                 if plen:
                     stats["tcp_zero_window_drops"] += 1
                     self._ack_now = True
-                payload = b""
-                plen = 0
-                flags &= ~FIN
+                    payload = b""
+                    plen = 0
+                    flags &= ~FIN
             else:
                 if flags & RST:
                     stats["tcp_rst_out_of_window"] += 1

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from tcp_harness import ACK, FIN, PSH, RST, ScriptedPeer, Segment, make_core, open_connection
+from tcp_harness import ACK, FIN, PSH, RST, ScriptedPeer, Segment, make_core, open_connection, packed
 
 from smolmix_core.errors import ConnectionTimedOut
 from smolmix_core.netstack.core import NetCore
 from smolmix_core.wire import (
     ICMPV4_DEST_UNREACHABLE,
     ICMPV4_FRAGMENTATION_NEEDED,
+    ICMPV6_PACKET_TOO_BIG,
     PROTO_ICMP,
+    PROTO_ICMPV6,
     Icmpv4Message,
+    Icmpv6Message,
     TcpOptions,
     emit_icmpv4,
+    emit_icmpv6,
     emit_ip,
 )
 
@@ -141,6 +145,24 @@ def test_receive_window_closes_to_zero_and_reopens_on_read() -> None:
     assert ack.header.ack == peer.seq(4096)
     assert ack.header.window == 0
     assert core.stats()["tcp_zero_window_drops"] == 1
+    peer.inject(ACK | FIN, peer.seq(4096), peer.ack_of(0))  # a bare FIN needs no window
+    (ack,) = peer.out()
+    assert ack.header.ack == peer.seq(4097)
+    assert sock.state == "CLOSE-WAIT"
+    assert len(sock.recv(1000)) == 1000
+    assert not sock.at_eof
+    assert peer.out() == []  # no window update once the peer has finished sending
+    assert len(sock.recv(10_000)) == 3096
+    assert sock.at_eof
+
+
+def test_reading_reopens_a_closed_window_with_one_update() -> None:
+    core = make_core(timestamps=False, recv_buffer=4096)
+    sock, peer = open_connection(core)
+    for offset in (0, 2048):
+        peer.inject(ACK, peer.seq(offset), peer.ack_of(0), b"z" * 2048)
+    peer.at(0.04)
+    assert [a.header.window for a in peer.out()] == [0]
     assert len(sock.recv(1000)) == 1000
     assert peer.out() == []  # 1000 bytes is below the silly-window threshold
     assert len(sock.recv(10_000)) == 3096
@@ -450,6 +472,19 @@ def test_path_mtu_reduction_resegments_data_in_flight() -> None:
     assert core.stats()["tcp_pmtu_reductions"] == 1
     sock.send(b"q" * 2000, 0.0)
     assert [length for _, length in data_offsets(peer, peer.out())] == [960, 960, 80]
+
+
+def test_ipv6_packet_too_big_lowers_the_mss_but_not_below_1280() -> None:
+    core = make_core(timestamps=False)
+    sock, peer = open_connection(core, remote="fd00::2", mss=1440)
+    sock.send(b"p" * (2 * 1440), 0.0)
+    segments = peer.out()
+    assert [len(s.payload) for s in segments] == [1440, 1440]
+    message = Icmpv6Message(ICMPV6_PACKET_TOO_BIG, 0, mtu=1000, data=segments[0].raw[:80])
+    body = emit_icmpv6(message, packed("fd00::fe"), peer.core_ip)
+    core.receive_packet(emit_ip(packed("fd00::fe"), peer.core_ip, PROTO_ICMPV6, body), 0.0)
+    assert sock.mss == 1280 - 60  # IPv6 links carry at least 1280 bytes (RFC 8201)
+    assert [length for _, length in data_offsets(peer, peer.out())] == [1220, 220, 1220, 220]
 
 
 def test_icmp_quoting_a_sequence_not_in_flight_is_ignored() -> None:
