@@ -1386,9 +1386,13 @@ class TcpSocket:
         rcv_nxt = self._rcv_nxt
         if self._sack_ok and self._rbuf.islands:
             irs = self._irs
+            fin = self._rcv_fin_at
             limit = 3 if self._ts_ok else 4
+            # an island that ends where the peer's FIN sits reports the FIN too (as Linux does),
+            # so a sender counts its last segment, FIN included, as delivered
             options.sack_blocks = tuple(
-                ((irs + lo) & _M32, (irs + hi) & _M32) for lo, hi in self._rbuf.sack_blocks(limit)
+                ((irs + lo) & _M32, (irs + hi + (hi == fin)) & _M32)
+                for lo, hi in self._rbuf.sack_blocks(limit)
             )
         header = TcpHeader(
             self.local[1],

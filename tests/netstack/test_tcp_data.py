@@ -119,6 +119,18 @@ def test_without_sack_a_batch_keeps_every_duplicate_ack() -> None:
     assert len(peer.out()) == 3  # a NewReno peer counts them
 
 
+def test_a_sack_block_reaching_the_peers_fin_covers_the_fin() -> None:
+    core = make_core(timestamps=False)
+    sock, peer = open_connection(core, sack=True)
+    peer.inject(ACK | FIN, peer.seq(100), peer.ack_of(0), b"tail")
+    (ack,) = peer.out()
+    assert ack.options.sack_blocks == ((peer.seq(100), peer.seq(105)),)
+    peer.inject(ACK, peer.seq(0), peer.ack_of(0), b"h" * 100)
+    (ack,) = peer.out()
+    assert ack.header.ack == peer.seq(105)
+    assert sock.state == "CLOSE-WAIT"
+
+
 def test_no_sack_blocks_when_sack_was_not_negotiated() -> None:
     core = make_core(timestamps=False)
     _sock, peer = open_connection(core, sack=False)
