@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from tcp_harness import ACK, FIN, M32, RST, SYN, ScriptedPeer, Segment, make_core
+from tcp_harness import ACK, FIN, M32, PSH, RST, SYN, ScriptedPeer, Segment, make_core
 
 from smolmix_core.errors import ConnectionRefused, ConnectionTimedOut
 from smolmix_core.netstack.core import NetCore
@@ -305,3 +305,17 @@ def test_initial_sequence_numbers_differ_per_connection_and_advance_with_time() 
         peer = ScriptedPeer(core, port=80, core_port=sock.local[1])
         isns.append(peer.out()[0].header.seq)
     assert len(set(isns)) == 3
+
+
+def test_data_and_fin_queued_before_the_handshake_go_out_once_established() -> None:
+    core = make_core(timestamps=False)
+    sock, peer, syn = connect(core)
+    assert sock.send(b"early request", 0.0) == 13
+    sock.shutdown_write(0.0)
+    assert peer.out() == []  # nothing but the SYN before the handshake
+    peer.inject(SYN | ACK, PEER_ISS, syn.header.seq + 1, options=TcpOptions(mss=1460))
+    (segment,) = peer.out()
+    assert segment.payload == b"early request"
+    assert segment.flags == ACK | PSH | FIN
+    assert segment.header.ack == PEER_ISS + 1
+    assert sock.state == "FIN-WAIT-1"
