@@ -512,16 +512,17 @@ class TcpSocket:
         self.state = FIN_WAIT_1 if self._write_closed else ESTABLISHED
         self._snd_una = 1
         self._rto_at = INF
-        self._syn_rexmits_done(now)
+        self._syn_rexmits_done()
         mss = self._mss
-        self._cwnd = min(10 * mss, max(2 * mss, 14600)) * self._config.initial_window // 10
-        self._cwnd = max(self._cwnd, mss)
+        segments = max(self._config.initial_window, 1)
+        self._cwnd = min(segments * mss, max(2 * mss, segments * 1460))  # RFC 6928 for 10
         if self._keepalive:
             self._keepalive_at = now + self._keepalive_idle
         self._wake = True
         return True
 
-    def _syn_rexmits_done(self, now: float) -> None:
+    def _syn_rexmits_done(self) -> None:
+        """RFC 6298 5.7: after a SYN timeout and no RTT sample, data starts with RTO = 3 s."""
         if self._syn_rexmits and self._rtt.srtt is None:
             self._rtt.reset_backoff()
             self._rtt.raise_floor(3.0)
