@@ -1274,8 +1274,9 @@ class TcpSocket:
         self._wake = True
 
     def _output(self, now: float) -> None:
-        sent = self._send_data(now) if self.state in _SENDING_STATES else False
-        if not sent and self._ack_now:
+        if self.state in _SENDING_STATES:
+            self._send_data(now)
+        if self._ack_now:  # still owed: nothing was sent, or no room for the SACK blocks
             self._ack_or_defer(now)
 
     def _ack_or_defer(self, now: float) -> None:
@@ -1385,10 +1386,18 @@ class TcpSocket:
         if self._ts_ok:
             options.timestamp = (self._tsval(now), self._ts_recent)
         rcv_nxt = self._rcv_nxt
+        sack_complete = True
         if self._sack_ok and self._rbuf.islands:
             irs = self._irs
             fin = self._rcv_fin_at
             limit = 3 if self._ts_ok else 4
+            if payload:
+                # RFC 6691: options and data together stay within the MSS (hence the MTU)
+                room = min(self._path_mss, self._peer_mss) - len(payload) - (12 if self._ts_ok else 0)
+                fit = (room - 4) // 8 if room >= 12 else 0
+                if fit < min(limit, len(self._rbuf.islands)):
+                    sack_complete = False
+                    limit = fit
             # an island that ends where the peer's FIN sits reports the FIN too (as Linux does),
             # so a sender counts its last segment, FIN included, as delivered
             options.sack_blocks = tuple(
@@ -1408,7 +1417,7 @@ class TcpSocket:
         self._last_ack_sent = rcv_nxt
         self._delack_at = INF
         self._unacked = 0
-        self._ack_now = False
+        self._ack_now = not sack_complete  # a pure ACK must still carry the SACK blocks
         self._host.tcp_transmit(self, header, payload)
 
     def _emit_raw(self, flags: int, seq_wire: int, ack_wire: int) -> None:

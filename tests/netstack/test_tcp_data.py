@@ -131,6 +131,27 @@ def test_a_sack_block_reaching_the_peers_fin_covers_the_fin() -> None:
     assert sock.state == "CLOSE-WAIT"
 
 
+def test_full_data_segments_never_exceed_the_mtu_while_sack_blocks_are_owed() -> None:
+    core = make_core()
+    sock, peer = open_connection(core, sack=True, timestamps=True)
+    peer.inject(ACK, peer.seq(1000), peer.ack_of(0), b"o" * 500)  # out of order
+    (dupack,) = peer.out()
+    assert len(dupack.options.sack_blocks) == 1
+    sock.send(b"d" * (3 * sock.mss + 100), 0.0)
+    segments = peer.out()
+    assert all(len(s.raw) <= 1500 for s in segments)
+    data = [s for s in segments if s.payload]
+    assert [len(s.payload) for s in data] == [sock.mss] * 3 + [100]
+    assert [len(s.options.sack_blocks) for s in data] == [0, 0, 0, 1]  # what fits
+    assert len(segments) == 4  # the last one told the peer everything
+    sock.send(b"e" * sock.mss, 0.0)
+    full, pure = peer.out()
+    assert len(full.payload) == sock.mss
+    assert full.options.sack_blocks == ()
+    assert pure.payload == b""  # so the peer still gets the SACK information
+    assert pure.options.sack_blocks == ((peer.seq(1000), peer.seq(1500)),)
+
+
 def test_no_sack_blocks_when_sack_was_not_negotiated() -> None:
     core = make_core(timestamps=False)
     _sock, peer = open_connection(core, sack=False)
