@@ -506,8 +506,8 @@ class NetCore:
                 self._on_syn(listener, ip, header, now)
                 return
         self.counters["tcp_no_socket"] += 1
-        if not flags & RST:
-            self._reset_reply(ip, header, len(payload), now)
+        if not flags & RST and (own or self._listen_any is not None):
+            self._reset_reply(ip, header, len(payload), now)  # we speak for the address
 
     def _on_syn(self, listener: TcpListener, ip: IpPacket, header: TcpHeader, now: float) -> None:
         stats = self.counters

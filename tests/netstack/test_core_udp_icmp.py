@@ -248,6 +248,10 @@ def test_rst_reply_from_the_forwarder_uses_the_original_destination() -> None:
     core = forwarder()
     peer = ScriptedPeer(core, ip="10.8.0.5", core_ip="93.184.216.34", core_port=443)
     peer.inject(ACK, 100, 200)
+    assert core.drain_transmit() == []  # not forwarding TCP: nobody to speak for that host
+    assert core.stats()["tcp_no_socket"] == 1
+    core.tcp_listen_any()
+    peer.inject(ACK, 100, 200)
     (rst,) = core.drain_transmit()
     ip = parse_ip(rst)
     header, _ = parse_tcp(ip.payload, ip.src, ip.dst)
