@@ -1,8 +1,9 @@
 """How many Sphinx packets one core creates and processes per second.
 
 Run alone (``python benchmarks/sphinx_rates.py [--seconds S]``) to print the rates next to
-baselines measured in the same run — the literal key schedule of spec §3.1 and raw X25519
-exchanges — and the Rust crate's published figures. The mixnet benchmark imports
+baselines measured in the same run — the literal key schedule of spec §3.1, raw X25519 (ours
+through libsodium, and ``cryptography``'s from raw bytes, which costs two multiplications) — and
+the Rust crate's published figures. The mixnet benchmark imports
 ``measure_create`` and ``measure_process``.
 
 Each figure is the best of five slices of the measuring time (see ``_rate``).
@@ -18,7 +19,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from smolmix_core.mixnet.sphinx import (
     PacketSize,
@@ -31,6 +32,7 @@ from smolmix_core.mixnet.sphinx import (
 from smolmix_core.mixnet.sphinx.header import KeySchedule
 from smolmix_core.mixnet.sphinx.key_schedule import naive_sender_key_schedule, sender_key_schedule
 from smolmix_core.mixnet.sphinx.packet import build_packet_using
+from smolmix_core.mixnet.x25519 import x25519
 
 RUST_CREATE_PER_SECOND = 2_588  # nymtech/sphinx README: 386 µs, 3 hops, 1 KB payload, 2018 i7
 RUST_PROCESS_PER_SECOND = 6_356  # nymtech/sphinx README: 157 µs
@@ -82,6 +84,11 @@ def _create_rate(
     )
 
 
+def literal_create_rate(seconds: float = 2.0) -> float:
+    """Regular 4-hop packets per second with the literal key schedule (the baseline of ``measure_create``)."""
+    return _create_rate(naive_sender_key_schedule, seconds)
+
+
 def measure_create(seconds: float = 2.0) -> float:
     """Regular 4-hop packets created per second on this core."""
     route, _ = _network(4)
@@ -120,10 +127,16 @@ def measure_process(seconds: float = 2.0, pool: int = 400) -> float:
 
 
 def measure_x25519(seconds: float = 1.0) -> float:
-    """Raw X25519 exchanges per second with ready key objects: the floor everything is built on."""
-    private = X25519PrivateKey.generate()
-    public = X25519PrivateKey.generate().public_key()
-    return _rate(lambda: private.exchange(public), seconds, batch=200)
+    """X25519 on raw bytes as smolmix does it (libsodium, one multiplication): the floor."""
+    scalar, point = generate_keypair(random.Random(2))
+    return _rate(lambda: x25519(scalar, point), seconds, batch=200)
+
+
+def measure_x25519_cryptography(seconds: float = 1.0) -> float:
+    """The same with ``cryptography``: a key object from bytes (computes the public key) + exchange."""
+    scalar, point = generate_keypair(random.Random(2))
+    public = X25519PublicKey.from_public_bytes(point)
+    return _rate(lambda: X25519PrivateKey.from_private_bytes(scalar).exchange(public), seconds, batch=200)
 
 
 def main() -> None:
@@ -132,12 +145,17 @@ def main() -> None:
     seconds = parser.parse_args().seconds
 
     x25519 = measure_x25519(seconds / 2)
+    x25519_cryptography = measure_x25519_cryptography(seconds / 2)
     create = measure_create(seconds)
-    create_naive = _create_rate(naive_sender_key_schedule, seconds)
+    create_naive = literal_create_rate(seconds)
     create_3hop_1k = _create_rate(sender_key_schedule, seconds, hops=3, size=1024)
     process = measure_process(seconds)
 
-    print(f"raw X25519 exchanges          {x25519:9,.0f} /s")
+    print(f"X25519 on bytes (libsodium)   {x25519:9,.0f} /s")
+    print(
+        f"  cryptography from bytes     {x25519_cryptography:9,.0f} /s  (key object + exchange)"
+        f"  -> libsodium x{x25519 / x25519_cryptography:.2f}"
+    )
     print()
     print(f"create, 4 hops, Regular       {create:9,.0f} /s  ({1e6 / create:5.0f} µs)")
     print(f"  literal key schedule        {create_naive:9,.0f} /s  -> speed-up x{create / create_naive:.2f}")
