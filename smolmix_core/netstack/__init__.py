@@ -1,8 +1,18 @@
 """Userspace TCP/IP: a sans-I/O core (``core``, ``tcp``) and its anyio driver (``stack``)."""
 
 from smolmix_core.netstack.config import StackConfig, TcpConfig
+from smolmix_core.netstack.core import NetCore
 from smolmix_core.netstack.stack import Stack
 from smolmix_core.netstack.streams import TcpListener, TcpStream, TcpStreamAttribute
 from smolmix_core.netstack.udp_socket import UdpSocket
 
-__all__ = ["Stack", "StackConfig", "TcpConfig", "TcpListener", "TcpStream", "TcpStreamAttribute", "UdpSocket"]
+__all__ = [
+    "NetCore",
+    "Stack",
+    "StackConfig",
+    "TcpConfig",
+    "TcpListener",
+    "TcpStream",
+    "TcpStreamAttribute",
+    "UdpSocket",
+]

@@ -20,7 +20,6 @@ B4, B6 = "10.0.0.2", "fd00::2"
 async def stack_pair(
     *,
     mtu: int = 1500,
-    stack_mtu: int | None = None,
     clock: Clock | None = None,
     faults: dict[str, Any] | None = None,
     seed: int = 1,
@@ -53,7 +52,7 @@ async def stack_pair(
         stack_a = await exits.enter_async_context(
             Stack(
                 a_dev,
-                StackConfig(ipv4=A4, ipv6=A6, mtu=stack_mtu or mtu, tcp=tcp, seed=seed),
+                StackConfig(ipv4=A4, ipv6=A6, mtu=mtu, tcp=tcp, seed=seed),
                 clock=clock,
                 **options,
             )
@@ -64,7 +63,7 @@ async def stack_pair(
                 StackConfig(
                     ipv4=B4,
                     ipv6=B6,
-                    mtu=stack_mtu or mtu,
+                    mtu=mtu,
                     tcp=tcp,
                     seed=seed + 1000,
                     forward_all=b_forward_all,

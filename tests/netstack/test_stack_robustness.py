@@ -155,10 +155,9 @@ async def test_device_errors_are_counted_and_tcp_recovers() -> None:
 async def test_tiny_queues_drop_and_count_but_data_survives() -> None:
     options: dict[str, Any] = {"tx_queue": 4}
     clock = VirtualClock()  # the drops cost retransmission timeouts: let them pass in virtual time
-    # stack_mtu: see STACK_MTU in test_simulation (segments carrying SACK blocks outgrow the MTU)
     async with (
         clock.running(),
-        stack_pair(capacity=2, stack_options=options, clock=clock, stack_mtu=1472) as (a, b),
+        stack_pair(capacity=2, stack_options=options, clock=clock) as (a, b),
     ):
         pairs = await _connected_pairs(a, b, 4)
         async with anyio.create_task_group() as tg:
