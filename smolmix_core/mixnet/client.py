@@ -64,6 +64,10 @@ class SphinxClientConfig:
     network handles them as one burst (one wake-up, one write) instead of one at a time."""
     core: ClientCoreConfig = field(default_factory=ClientCoreConfig)
 
+    def __post_init__(self) -> None:
+        if self.fast_burst_packets < 1:
+            raise ValueError(f"fast_burst_packets must be at least 1, got {self.fast_burst_packets}")
+
     @classmethod
     def fast(cls, **overrides: object) -> SphinxClientConfig:
         """No per-hop delays, no cover, no pacing: for tests and benchmarks only."""

@@ -161,6 +161,11 @@ async def test_fast_bursts_stay_within_the_in_flight_window() -> None:
         assert max(in_flight_at_uplink) <= 3
 
 
+def test_a_burst_holds_at_least_one_packet() -> None:
+    with pytest.raises(ValueError, match="fast_burst_packets"):
+        SphinxClientConfig.fast(fast_burst_packets=0)
+
+
 async def test_aclose_leaves_no_task_and_receive_reports_closed() -> None:
     async with Devnet.start(seed=17) as net:
         with anyio.fail_after(10):
