@@ -10,8 +10,10 @@ It owns the gateway link and four tasks:
 - the **timer** runs the core's retransmission and expiry deadlines.
 
 In **fast mode** (``SphinxClientConfig.fast()``) there are no per-hop delays, no cover and no
-Poisson pacing: queued packets go out as fast as the gateway link accepts them. That is for tests
-and benchmarks; it gives no unlinkability against a network observer.
+Poisson pacing: queued packets go out as fast as the gateway link accepts them, in bursts of up to
+``fast_burst_packets`` written together (so every hop handles a burst per wake-up) and never more
+than ``max_packets_in_flight`` awaiting their ack. That is for tests and benchmarks; it gives no
+unlinkability against a network observer.
 
 Bounds: ``send``/``send_anonymous``/``reply`` wait while the core holds ``max_queued_packets`` or
 more packets (backpressure; one message may overshoot the bound). Received messages wait in a
