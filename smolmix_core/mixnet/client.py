@@ -61,7 +61,7 @@ class SphinxClientConfig:
     """Fast mode only: stop taking packets from the queue while this many await their ack, so
     the mixnet's queues stay short and acks come back well within their timeout."""
     receive_queue_size: int = 1024
-    fast_burst_packets: int = 16
+    fast_burst_packets: int = 32
     """Fast mode only: packets built and written to the gateway together, so every hop of the
     network handles them as one burst (one wake-up, one write) instead of one at a time."""
     core: ClientCoreConfig = field(default_factory=ClientCoreConfig)
