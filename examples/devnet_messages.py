@@ -7,8 +7,8 @@ By default the devnet runs inside this process. To use one started elsewhere
     python examples/devnet_messages.py --descriptor devnet.json --backend trio
 
 Alice sends Bob an anonymous message with 20 reply SURBs attached (a replier keeps 10 in reserve
-for asking for more); Bob sees only a sender tag, never
-Alice's address, and answers through the SURBs.
+for asking for more); Bob sees only a sender tag, never Alice's address, and answers through the
+SURBs. The first message also pays for opening the links between nodes.
 """
 
 from __future__ import annotations
