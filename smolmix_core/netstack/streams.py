@@ -39,6 +39,8 @@ class TcpStreamAttribute(anyio.TypedAttributeSet):
     is_readable: Callable[[], bool] = anyio.typed_attribute()
     #: The connection's RFC 9293 state name, for diagnostics.
     tcp_state: Callable[[], str] = anyio.typed_attribute()
+    #: A snapshot of negotiated options and congestion state (mss, sack, timestamps, cwnd, srtt…).
+    tcp_info: Callable[[], dict[str, object]] = anyio.typed_attribute()
 
 
 def raise_fresh(error: NetstackError) -> NoReturn:
@@ -194,6 +196,7 @@ class TcpStream(ByteStream):
             SocketAttribute.remote_port: lambda: sock.remote[1],
             TcpStreamAttribute.is_readable: lambda: self.is_readable,
             TcpStreamAttribute.tcp_state: lambda: lambda: sock.state,
+            TcpStreamAttribute.tcp_info: lambda: sock.info,
         }
 
 

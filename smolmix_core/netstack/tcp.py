@@ -365,6 +365,28 @@ class TcpSocket:
     def in_flight(self) -> int:
         return self._snd_nxt - self._snd_una if self.established else 0
 
+    def info(self) -> dict[str, object]:
+        """What was negotiated and how the connection runs now (like Linux's TCP_INFO)."""
+        return {
+            "state": self.state,
+            "mss": self._mss,
+            "peer_mss": self._peer_mss,
+            "path_mss": self._path_mss,
+            "sack": self._sack_ok,
+            "timestamps": self._ts_ok,
+            "window_scaling": self._offer_wscale and self.established,
+            "snd_wscale": self._snd_wscale,
+            "rcv_wscale": self._rcv_wscale,
+            "snd_wnd": self._snd_wnd,
+            "cwnd": self._cwnd,
+            "ssthresh": min(self._ssthresh, 1 << 31),
+            "in_flight": self.in_flight,
+            "srtt": self._rtt.srtt,
+            "rto": self._rtt.rto,
+            "unread": len(self._rbuf.data),
+            "unsent": max(0, self._sbuf_seq + len(self._sbuf) - self._snd_nxt),
+        }
+
     def send(self, data: bytes | bytearray | memoryview, now: float) -> int:
         if self.error is not None:
             raise self.error

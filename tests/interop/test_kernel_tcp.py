@@ -5,15 +5,25 @@ Runs as root on Linux (CI does); elsewhere every test skips with the reason.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import socket
 from collections.abc import Iterator
 
 import anyio
 import pytest
-from anyio.abc import ByteStream, SocketListener, SocketStream, UDPSocket
-from kernel_peer import KERNEL_IPV4, KERNEL_IPV6, STACK_IPV4, STACK_IPV6, KernelPeer, kernel_peer
+from anyio.abc import SocketStream, UDPSocket
+from kernel_peer import (
+    KERNEL_IPV4,
+    KERNEL_IPV6,
+    STACK_IPV4,
+    STACK_IPV6,
+    KernelPeer,
+    exchange,
+    family_of,
+    kernel_listener,
+    kernel_peer,
+    sha,
+)
 
 from smolmix_core.errors import ConnectionRefused
 from smolmix_core.netstack import Stack
@@ -29,48 +39,9 @@ def peer() -> Iterator[KernelPeer]:
         yield kernel
 
 
-def _family(address: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in address else socket.AF_INET
-
-
-async def _kernel_listener(peer: KernelPeer, address: str) -> SocketListener:
-    def make() -> socket.socket:
-        sock = socket.socket(_family(address), socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((address, 0))
-        sock.listen(128)
-        return sock
-
-    return await SocketListener.from_socket(await peer.run(make))
-
-
-async def _exchange(stream: ByteStream, outgoing: bytes) -> str:
-    """Send ``outgoing`` and FIN while hashing everything received until the peer's FIN."""
-    digest = hashlib.sha256()
-    async with anyio.create_task_group() as tg:
-
-        async def write() -> None:
-            for offset in range(0, len(outgoing), 256 * 1024):
-                await stream.send(outgoing[offset : offset + 256 * 1024])
-            await stream.send_eof()
-
-        tg.start_soon(write)
-        while True:
-            try:
-                digest.update(await stream.receive())
-            except anyio.EndOfStream:
-                break
-    await stream.aclose()
-    return digest.hexdigest()
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 async def test_our_client_moves_20_mb_each_way_with_the_kernel_ipv4(peer: KernelPeer) -> None:
     up, down = random.Random(1).randbytes(BULK), random.Random(2).randbytes(BULK)
-    listener = await _kernel_listener(peer, KERNEL_IPV4)
+    listener = await kernel_listener(peer, KERNEL_IPV4)
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     results: dict[str, str] = {}
     async with Stack(peer.tun, peer.stack_config) as stack, anyio.create_task_group() as tg:
@@ -79,13 +50,13 @@ async def test_our_client_moves_20_mb_each_way_with_the_kernel_ipv4(peer: Kernel
             async with listener:
                 stream = await listener.accept()
                 assert stream.extra(anyio.abc.SocketAttribute.remote_address)[0] == STACK_IPV4
-                results["kernel"] = await _exchange(stream, down)
+                results["kernel"] = await exchange(stream, down)
 
         tg.start_soon(kernel_side)
         with anyio.fail_after(120):
             client = await stack.tcp_connect((KERNEL_IPV4, port))
-            results["stack"] = await _exchange(client, up)
-    assert results == {"kernel": _sha(up), "stack": _sha(down)}
+            results["stack"] = await exchange(client, up)
+    assert results == {"kernel": sha(up), "stack": sha(down)}
     assert stack.stats()["bad_checksum"] == 0
 
 
@@ -98,17 +69,17 @@ async def test_kernel_client_moves_20_mb_each_way_with_our_server_ipv6(peer: Ker
         async def our_side() -> None:
             stream = await listener.accept()
             assert stream.remote_address[0] == KERNEL_IPV6
-            results["stack"] = await _exchange(stream, down)
+            results["stack"] = await exchange(stream, down)
 
         tg.start_soon(our_side)
         with anyio.fail_after(120):
             sock = await peer.run(lambda: socket.create_connection((STACK_IPV6, 8080), timeout=10))
-            results["kernel"] = await _exchange(await SocketStream.from_socket(sock), up)
-    assert results == {"stack": _sha(up), "kernel": _sha(down)}
+            results["kernel"] = await exchange(await SocketStream.from_socket(sock), up)
+    assert results == {"stack": sha(up), "kernel": sha(down)}
 
 
 async def test_fifty_concurrent_connections_to_a_kernel_echo_server(peer: KernelPeer) -> None:
-    listener = await _kernel_listener(peer, KERNEL_IPV4)
+    listener = await kernel_listener(peer, KERNEL_IPV4)
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
 
     async def echo(stream: SocketStream) -> None:
@@ -142,7 +113,7 @@ async def test_fifty_concurrent_connections_to_a_kernel_echo_server(peer: Kernel
 @pytest.mark.parametrize("kernel_ip", [KERNEL_IPV4, KERNEL_IPV6], ids=["ipv4", "ipv6"])
 async def test_udp_echo_with_the_kernel(peer: KernelPeer, kernel_ip: str) -> None:
     def make() -> socket.socket:
-        sock = socket.socket(_family(kernel_ip), socket.SOCK_DGRAM)
+        sock = socket.socket(family_of(kernel_ip), socket.SOCK_DGRAM)
         sock.bind((kernel_ip, 0))
         return sock
 
