@@ -8,9 +8,9 @@ without waiting for the retransmission timer. Sequence numbers are unwrapped int
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import deque
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 
 class SentSegment:
@@ -30,6 +30,7 @@ class SentSegment:
 
 
 _seg_end = attrgetter("end")
+_range_end = itemgetter(1)
 
 
 class Scoreboard:
@@ -59,7 +60,9 @@ class Scoreboard:
         self._rexmitted: list[SentSegment] = []
         self.pipe = 0
         self.sacked_bytes = 0
-        self.sacked_ranges: list[list[int]] = []  # merged [l, r) blocks above the cumulative ACK
+        # merged [l, r) spans of SACKed segments above the cumulative ACK: segment-aligned, so
+        # there are never more of them than segments, whatever blocks a peer invents
+        self.sacked_ranges: list[list[int]] = []
         self.delivered_xmit = 0
         self._prior_delivered = 0
         self.reorder_distance = 0  # most transmissions a never-retransmitted segment was overtaken by
@@ -159,18 +162,29 @@ class Scoreboard:
             self._head = 0
             self._scan -= i
         ranges = self.sacked_ranges
-        while ranges and ranges[0][1] <= ack:
-            ranges.pop(0)
-        if ranges and ranges[0][0] < ack:
-            ranges[0][0] = ack
+        if ranges:
+            del ranges[: bisect_right(ranges, ack, key=_range_end)]
+            if ranges and ranges[0][0] < ack:
+                ranges[0][0] = ack
         return sample
 
     def sack(self, blocks: list[tuple[int, int]]) -> bool:
-        """Mark segments wholly inside the (validated, unwrapped) blocks; True if any were new."""
+        """Mark segments wholly inside the (validated, unwrapped) blocks; True if any were new.
+
+        A block is first narrowed to the segments it wholly covers: bytes of a segment cannot
+        be delivered on their own, and blocks that cover no segment change nothing.
+        """
         newly = False
         segs = self.segs
         n = len(segs)
-        for left, right in blocks:
+        for block_left, block_right in blocks:
+            first = bisect_left(segs, block_left + 1, lo=self._head, key=_seg_end)
+            if first < n and segs[first].start < block_left:
+                first += 1
+            last = bisect_right(segs, block_right, lo=self._head, key=_seg_end) - 1
+            if first > last:
+                continue
+            left, right = segs[first].start, segs[last].end
             for gap_left, gap_right in self._uncovered(left, right):
                 idx = bisect_left(segs, gap_left + 1, lo=self._head, key=_seg_end)
                 while idx < n:
@@ -197,9 +211,9 @@ class Scoreboard:
     def _uncovered(self, left: int, right: int) -> list[tuple[int, int]]:
         gaps = []
         cursor = left
-        for r_left, r_right in self.sacked_ranges:
-            if r_right <= cursor:
-                continue
+        ranges = self.sacked_ranges
+        for index in range(bisect_right(ranges, left, key=_range_end), len(ranges)):
+            r_left, r_right = ranges[index]
             if r_left >= right:
                 break
             if r_left > cursor:
@@ -213,9 +227,7 @@ class Scoreboard:
 
     def _merge_range(self, left: int, right: int) -> None:
         ranges = self.sacked_ranges
-        i = 0
-        while i < len(ranges) and ranges[i][1] < left:
-            i += 1
+        i = bisect_left(ranges, left, key=_range_end)
         j = i
         while j < len(ranges) and ranges[j][0] <= right:
             left = min(left, ranges[j][0])

@@ -45,6 +45,7 @@ _HALF = 1 << 31
 INF = math.inf
 _PAWS_IDLE = 24 * 24 * 3600.0  # RFC 7323 5.5: TS.Recent older than 24 days is invalid
 _MAX_STRETCH = 8  # even in a batch, ACK at least every 8 full segments (one lost ACK hurts less)
+_OUT_OF_WINDOW_ACK_INTERVAL = 0.5  # seconds between answers to unacceptable pure ACKs
 
 CLOSED = "CLOSED"
 SYN_SENT = "SYN-SENT"
@@ -132,6 +133,7 @@ class TcpSocket:
         "_offer_sack",
         "_offer_ts",
         "_offer_wscale",
+        "_oow_ack_at",
         "_path_mss",
         "_peer_mss",
         "_persist_at",
@@ -298,6 +300,7 @@ class TcpSocket:
         self._last_rx = 0.0
         self._challenge_start = -INF
         self._challenge_count = 0
+        self._oow_ack_at = -INF
 
     # ------------------------------------------------------------------ public surface
 
@@ -427,7 +430,13 @@ class TcpSocket:
         self._finish()
 
     def close(self, now: float) -> None:
+        """Graceful close, or RST when received data was never read (RFC 1122 4.2.2.13, as
+        Linux): the peer learns at once that it was lost and stops sending more."""
         if self._user_closed:
+            return
+        if self._rbuf.data and self.state not in (CLOSED, SYN_SENT, TIME_WAIT):
+            self._stats["tcp_resets_unread_on_close"] += 1
+            self.fail(ConnectionAborted("closed with unread data: the connection was reset"), now)
             return
         self._user_closed = True
         self._rbuf.clear()
@@ -566,9 +575,9 @@ class TcpSocket:
         state = self.state
         if state == CLOSED:
             return False
-        self._last_rx = now
-        self._ka_probes = 0
         if state is ESTABLISHED and self._fast_path(header, payload, now):
+            self._last_rx = now
+            self._ka_probes = 0
             self._finish()
             return False
         if state == SYN_SENT:
@@ -650,6 +659,7 @@ class TcpSocket:
             return
         if not flags & SYN:
             return
+        self._last_rx = now
         self._irs = header.seq
         self._rcv_nxt = 1
         self._last_ack_sent = 1
@@ -732,12 +742,19 @@ class TcpSocket:
             else:
                 if flags & RST:
                     stats["tcp_rst_out_of_window"] += 1
-                else:
-                    stats["tcp_out_of_window"] += 1
+                    return False
+                stats["tcp_out_of_window"] += 1
+                if flags & SYN:
+                    self._challenge_ack(now)  # RFC 5961 4.2, whatever its sequence number
+                elif plen or flags & FIN:
                     if state == TIME_WAIT and flags & FIN:
                         self._close_at = now + self._config.time_wait
                     self._send_ack(now)
+                else:
+                    self._out_of_window_ack(now)
                 return False
+        self._last_rx = now  # only acceptable segments show that the peer is alive
+        self._ka_probes = 0
 
         if (
             timestamp is not None
@@ -785,6 +802,8 @@ class TcpSocket:
             return False
         if plen and state in _RECEIVING_STATES:
             self._receive_data(seq, payload, now)
+            if self.state == CLOSED:
+                return False
         if flags & FIN and self._rcv_fin_at is None:
             self._rcv_fin_at = seq + plen
         if self._rcv_fin_at is not None:
@@ -811,7 +830,7 @@ class TcpSocket:
         una = self._snd_una
         if ack > self._snd_nxt:
             self._stats["tcp_ack_unsent"] += 1
-            self._send_ack(now)
+            self._challenge_ack(now)
             return False
         if ack < una - self._max_snd_wnd:
             self._stats["tcp_ack_too_old"] += 1
@@ -819,6 +838,7 @@ class TcpSocket:
             return False
         options = header.options
         window = header.window << self._snd_wscale
+        self._persist_probes = 0  # the peer answers: a closed window may stay closed (RFC 1122)
         sb = self._sb
         sb.begin_ack()
         if ack > una:
@@ -1064,9 +1084,10 @@ class TcpSocket:
     def _receive_data(self, seq: int, payload: bytes, now: float) -> None:
         old_nxt = self._rcv_nxt
         if self._user_closed:
-            end = seq + len(payload)
-            if seq <= old_nxt < end:
-                self._rcv_nxt = min(end, self._rcv_adv)
+            if seq + len(payload) > old_nxt:  # new data nobody will read: tell the peer (RFC 1122)
+                self._stats["tcp_resets_data_after_close"] += 1
+                self._terminate(ConnectionAborted("data arrived after close"), now, send_rst=True)
+                return
             self._ack_now = True
             return
         rbuf = self._rbuf
@@ -1116,6 +1137,15 @@ class TcpSocket:
         elif state in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
             error = ConnectionReset(f"{self.remote} reset the connection")
         self._terminate(error, now, send_rst=False)
+
+    def _out_of_window_ack(self, now: float) -> None:
+        """Answer an unacceptable pure ACK at most every 0.5 s: two ends that disagree about
+        the sequence space would otherwise bounce ACKs forever (as Linux's tcp_invalid_ratelimit)."""
+        if now - self._oow_ack_at < _OUT_OF_WINDOW_ACK_INTERVAL:
+            self._stats["tcp_out_of_window_acks_suppressed"] += 1
+            return
+        self._oow_ack_at = now
+        self._send_ack(now)
 
     def _challenge_ack(self, now: float) -> None:
         """RFC 5961 challenge ACK, rate limited per connection."""

@@ -229,18 +229,6 @@ def test_close_lingers_until_queued_data_and_fin_are_delivered() -> None:
     assert sock.state == "TIME-WAIT"
 
 
-def test_data_arriving_after_close_is_acknowledged_and_discarded() -> None:
-    core = make_core(timestamps=False)
-    sock, peer = open_connection(core)
-    sock.close(0.0)
-    peer.out()
-    peer.inject(ACK, peer.seq(0), peer.ack_of(1), b"late" * 100)
-    (ack,) = peer.out()
-    assert ack.header.ack == peer.seq(400)
-    assert not ack.flags & RST
-    assert sock.recv(1000) == b""
-
-
 def test_abort_sends_rst_and_reports_connection_aborted() -> None:
     core = make_core(timestamps=False)
     sock, peer = open_connection(core)

@@ -284,6 +284,7 @@ def test_too_many_retransmissions_time_out_with_a_reset() -> None:
     peer.out()
     for expected in (0.2, 0.6, 1.4, 3.0):
         when = core.poll_deadline()
+        assert when is not None
         assert when == pytest.approx(expected)
         peer.at(when)
         if expected < 3.0:
