@@ -47,7 +47,7 @@ from smolmix_core.errors import (
     StackClosed,
 )
 from smolmix_core.netstack.config import StackConfig
-from smolmix_core.netstack.icmp_handling import classify_icmp_error, quoted_tcp_seq
+from smolmix_core.netstack.icmp_handling import classify_icmp_error
 from smolmix_core.netstack.isn import IsnGenerator
 from smolmix_core.netstack.listener import TcpListener
 from smolmix_core.netstack.ports import pick_ephemeral_port
@@ -700,8 +700,8 @@ class NetCore:
         credible = False
         if flow.protocol == PROTO_TCP:
             sock = self._tcp.get((flow.dst, flow.dst_port, flow.src, flow.src_port))
-            if sock is not None:
-                seq = quoted_tcp_seq(quote)
+            seq = flow.tcp_seq
+            if sock is not None and seq is not None:
                 if verdict.mtu:
                     credible = sock.on_packet_too_big(seq, verdict.mtu, now)
                 elif verdict.error is not None:

@@ -1,10 +1,10 @@
-"""What an ICMP error means to the stack: which error, which MTU, which TCP sequence it quotes."""
+"""What an ICMP error means to the stack: which error it reports, or which path MTU."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from smolmix_core.errors import ConnectionRefused, HostUnreachable, MalformedPacket, NetstackError
+from smolmix_core.errors import ConnectionRefused, HostUnreachable, NetstackError
 from smolmix_core.wire import (
     ICMPV4_DEST_UNREACHABLE,
     ICMPV4_FRAGMENTATION_NEEDED,
@@ -13,8 +13,6 @@ from smolmix_core.wire import (
     ICMPV6_DEST_UNREACHABLE,
     ICMPV6_PACKET_TOO_BIG,
     ICMPV6_PORT_UNREACHABLE,
-    IPV6_HEADER_LEN,
-    walk_extension_headers,
 )
 
 
@@ -43,16 +41,3 @@ def classify_icmp_error(version: int, kind: int, code: int, mtu: int) -> IcmpVer
     if code == ICMPV6_PORT_UNREACHABLE:
         return IcmpVerdict(ConnectionRefused("ICMPv6 port unreachable"), 0, True)
     return IcmpVerdict(HostUnreachable(f"ICMPv6 destination unreachable (code {code})"), 0, False)
-
-
-def quoted_tcp_seq(quote: bytes) -> int:
-    """The sequence number of the TCP segment quoted in an ICMP error (RFC 5927 validation)."""
-    if not quote:
-        raise MalformedPacket("empty ICMP quote")
-    if quote[0] >> 4 == 4:
-        start = (quote[0] & 0x0F) << 2
-    else:
-        _, start, _ = walk_extension_headers(quote, IPV6_HEADER_LEN, len(quote), quote[6])
-    if start < 20 or start + 8 > len(quote):
-        raise MalformedPacket("ICMP quote too short for a TCP sequence number")
-    return int.from_bytes(quote[start + 4 : start + 8], "big")

@@ -66,6 +66,7 @@ _HEADER = struct.Struct("!BBHI")
 _IPV4_QUOTE = struct.Struct("!B5xHxB2x4s4s")
 _IPV6_QUOTE = struct.Struct("!I2xB1x16s16s")
 _PORTS = struct.Struct("!HH")
+_U32 = struct.Struct("!I")
 _ECHO_IDENT = struct.Struct("!BB2xH")
 
 
@@ -205,7 +206,9 @@ class QuotedFlow(NamedTuple):
     """The flow of the datagram quoted in an ICMP error: enough for the stack to find the socket.
 
     Ports are 0 when the quote is of another protocol or of a non-first fragment; for a quoted
-    ICMP echo the identifier stands in for both ports.
+    ICMP echo the identifier stands in for both ports. ``tcp_seq`` is the quoted TCP segment's
+    sequence number (what RFC 5927 checks an error against), None when the quote is not TCP or
+    too short to hold it.
     """
 
     src: bytes
@@ -213,6 +216,7 @@ class QuotedFlow(NamedTuple):
     protocol: int
     src_port: int
     dst_port: int
+    tcp_seq: int | None = None
 
 
 def quoted_flow(original: BytesLike) -> QuotedFlow:
@@ -257,7 +261,10 @@ def quoted_flow(original: BytesLike) -> QuotedFlow:
         if start + 4 > size:
             raise MalformedPacket("ICMP quote too short for the transport ports")
         src_port, dst_port = _PORTS.unpack_from(original, start)
-        return QuotedFlow(src, dst, protocol, src_port, dst_port)
+        tcp_seq = None
+        if protocol == PROTO_TCP and start + 8 <= size:
+            (tcp_seq,) = _U32.unpack_from(original, start + 4)
+        return QuotedFlow(src, dst, protocol, src_port, dst_port, tcp_seq)
     if protocol == icmp_protocol and start + 6 <= size:
         kind, _code, ident = _ECHO_IDENT.unpack_from(original, start)
         if kind in echo_types:

@@ -188,10 +188,10 @@ def test_quoted_flow_rejects_unusable_quotes() -> None:
 
 def test_quoted_flow_of_later_fragment_has_no_ports() -> None:
     later = emit_ipv4(Ipv4Header(SRC4, DST4, PROTO_UDP, fragment_offset=10), b"not-a-udp-header")
-    assert quoted_flow(later) == (SRC4, DST4, PROTO_UDP, 0, 0)
+    assert quoted_flow(later) == (SRC4, DST4, PROTO_UDP, 0, 0, None)
     fragment = (PROTO_IPV6_FRAGMENT, bytes((0, 0, 0, 0x50, 0, 0, 0, 1)))
     later6 = emit_ipv6(Ipv6Header(SRC6, DST6, PROTO_TCP, extension_headers=(fragment,)), b"no-header")
-    assert quoted_flow(later6) == (SRC6, DST6, PROTO_TCP, 0, 0)
+    assert quoted_flow(later6) == (SRC6, DST6, PROTO_TCP, 0, 0, None)
 
 
 def test_error_quote_limits_keep_errors_within_minimum_mtu() -> None:

@@ -119,7 +119,9 @@ def test_quoted_flow_from_truncated_quote(
     packet = emit_ip(src, dst, protocol, transport)
     header_length = 20 if len(src) == 4 else 40
     quote = packet[: header_length + 8 + extra]  # RFC 792 promises header + 8 bytes
-    assert quoted_flow(quote) == (src, dst, protocol, src_port, dst_port)
+    tcp_seq = 1 if protocol == PROTO_TCP else None
+    assert quoted_flow(quote) == (src, dst, protocol, src_port, dst_port, tcp_seq)
+    assert quoted_flow(packet[: header_length + 4 + extra % 4]).tcp_seq is None  # ports, no sequence
     with pytest.raises(MalformedPacket):
         quoted_flow(packet[: header_length + 3])
 

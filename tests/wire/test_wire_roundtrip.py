@@ -226,7 +226,7 @@ def test_icmpv4_echo_and_errors() -> None:
     parsed = parse_icmpv4(emit_icmpv4(unreachable))
     assert parsed == unreachable
     assert parsed.is_error
-    assert quoted_flow(parsed.original) == (SRC4, DST4, PROTO_UDP, 40000, 53)
+    assert quoted_flow(parsed.original) == (SRC4, DST4, PROTO_UDP, 40000, 53, None)
     frag_needed = Icmpv4Message(ICMPV4_DEST_UNREACHABLE, ICMPV4_FRAGMENTATION_NEEDED, mtu=1280, data=quoted)
     assert parse_icmpv4(emit_icmpv4(frag_needed)).mtu == 1280
 
@@ -241,13 +241,13 @@ def test_icmpv6_echo_and_packet_too_big() -> None:
     too_big = Icmpv6Message(ICMPV6_PACKET_TOO_BIG, mtu=1400, data=quoted)
     parsed = parse_icmpv6(emit_icmpv6(too_big, DST6, SRC6), DST6, SRC6)
     assert parsed == too_big
-    assert quoted_flow(parsed.original) == (SRC6, DST6, PROTO_TCP, 50000, 443)
+    assert quoted_flow(parsed.original) == (SRC6, DST6, PROTO_TCP, 50000, 443, 1)
 
 
 def test_quoted_flow_of_icmp_echo_uses_identifier() -> None:
     inner = emit_icmpv4(Icmpv4Message(ICMPV4_ECHO_REQUEST, ident=77, seq=1))
     quoted = emit_ip(SRC4, DST4, PROTO_ICMP, inner)
-    assert quoted_flow(quoted) == (SRC4, DST4, PROTO_ICMP, 77, 77)
+    assert quoted_flow(quoted) == (SRC4, DST4, PROTO_ICMP, 77, 77, None)
 
 
 @pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview])

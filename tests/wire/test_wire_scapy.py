@@ -341,7 +341,14 @@ def test_scapy_icmpv4_parses(
         assert (message.type, message.code, message.is_error) == (kind, code, True)
         assert message.mtu == (mtu if code == ICMPV4_FRAGMENTATION_NEEDED else 0)
         assert message.original == bytes(quote)
-        assert quoted_flow(message.original) == (src, dst, PROTO_TCP if use_tcp else PROTO_UDP, ident, seq)
+        assert quoted_flow(message.original) == (
+            src,
+            dst,
+            PROTO_TCP if use_tcp else PROTO_UDP,
+            ident,
+            seq,
+            0 if use_tcp else None,
+        )
 
 
 @ORACLE
@@ -366,7 +373,14 @@ def test_scapy_icmpv6_parses(
         assert (message.type, message.code, message.is_error) == (kind, error.code, True)
         assert message.mtu == (mtu if kind == ICMPV6_PACKET_TOO_BIG else 0)
         assert message.original == bytes(quote)
-        assert quoted_flow(message.original) == (src, dst, PROTO_TCP if use_tcp else PROTO_UDP, ident, seq)
+        assert quoted_flow(message.original) == (
+            src,
+            dst,
+            PROTO_TCP if use_tcp else PROTO_UDP,
+            ident,
+            seq,
+            0 if use_tcp else None,
+        )
 
 
 # --- we build, scapy dissects and recomputes ---------------------------------------------
@@ -592,4 +606,11 @@ def test_our_icmp_errors_with_quotes_dissect_in_scapy(
         assert scapy_icmpv6_checksum(seen.payload, unchecked) == int.from_bytes(message[2:4], "big")
     assert seen[error_class].src == ntoa(src)
     assert (seen[error_class].payload.sport, seen[error_class].payload.dport) == (src_port, dst_port)
-    assert quoted_flow(quote) == (src, dst, PROTO_TCP if use_tcp else PROTO_UDP, src_port, dst_port)
+    assert quoted_flow(quote) == (
+        src,
+        dst,
+        PROTO_TCP if use_tcp else PROTO_UDP,
+        src_port,
+        dst_port,
+        1 if use_tcp else None,
+    )
