@@ -29,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="one-way link delay, ms (default 0)")
     parser.add_argument("--mtu", type=int, default=1500, help="link MTU in bytes (default 1500)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the fault injector (default 1)")
-    parser.add_argument("--pcap", metavar="FILE", help="write the client's packets to a pcap file")
+    parser.add_argument(
+        "--pcap",
+        metavar="FILE",
+        help="write the client's packets to a pcap file (packet by packet: whole even if the demo is killed)",
+    )
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
 
 

@@ -3,8 +3,12 @@
 The file uses LINKTYPE_RAW (101): each record is a bare IPv4 or IPv6 packet, told apart by its
 version nibble, so one file holds both families. ``PcapWriter`` can be fed directly, or wrap a
 device with ``PcapWriter.tap(device)`` to record everything the device sends and receives.
-Writes are small buffered file writes made from the event loop; this is a debugging aid, not a
-path for gigabytes.
+
+Policy: write-through. Each record (header and packet) goes to the operating system in one
+``write`` as it is captured, without a user-space buffer, so the file is always whole up to
+the last packet: a process killed by SIGTERM or SIGKILL, which runs no cleanup, leaves a
+readable capture. The price is one system call per packet, made from the event loop; this
+is a debugging aid, not a path for gigabytes.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ class PcapWriter:
         epoch: float = 0.0,
     ) -> None:
         if isinstance(file, (str, os.PathLike)):
-            self._file: BinaryIO = open(file, "wb")  # noqa: SIM115 - closed by close()
+            self._file: BinaryIO = open(file, "wb", buffering=0)  # noqa: SIM115 - closed by close()
             self._owns_file = True
         else:
             self._file = file
@@ -50,7 +54,7 @@ class PcapWriter:
         self._epoch = epoch
         self.packets = 0
         self._closed = False
-        self._file.write(_GLOBAL_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, snaplen, LINKTYPE_RAW))
+        self._write(_GLOBAL_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, snaplen, LINKTYPE_RAW))
 
     def write(self, packet: bytes, timestamp: float | None = None) -> None:
         """Append one IP packet (cut to ``snaplen``) stamped ``timestamp`` (seconds since the epoch)."""
@@ -61,9 +65,20 @@ class PcapWriter:
         micros = round(timestamp * 1_000_000)
         seconds, micros = divmod(micros, 1_000_000)
         captured = packet[: self.snaplen]
-        self._file.write(_RECORD_HEADER.pack(seconds, micros, len(captured), len(packet)))
-        self._file.write(captured)
+        self._write(_RECORD_HEADER.pack(seconds, micros, len(captured), len(packet)) + captured)
         self.packets += 1
+
+    def _write(self, record: bytes) -> None:
+        """One whole record to the OS (a caller's buffered file is flushed after it)."""
+        file = self._file
+        written = file.write(record)
+        while written is not None and 0 < written < len(record):  # a raw file may take part of it
+            more = file.write(memoryview(record)[written:])
+            if not more:
+                break
+            written += more
+        if not self._owns_file:
+            file.flush()
 
     def tap(self, device: Device) -> PcapTap:
         """A device that behaves like ``device`` and records every packet through it here."""

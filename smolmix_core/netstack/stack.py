@@ -10,6 +10,10 @@ Queues and their policies:
 
 * device receive: the receive loop reads as fast as the core digests packets, yielding to
   other tasks every ``rx_batch`` packets; the device's own queue is the bound before that.
+* orphans: a ``TcpStream`` dropped without ``aclose`` warns (``ResourceWarning``) and its
+  connection is aborted, like an unclosed socket; its finalizer only queues the core socket
+  (a finalizer may run in any thread and in the middle of anything) and asks the event loop
+  to reap it at its next turn.
 * transmit: packets go straight to the device while it has room; otherwise into a queue of at
   most ``tx_queue`` packets drained by the transmit loop, which waits for the device
   (backpressure). User sends (TCP and UDP) wait while that queue is more than half full;
@@ -30,14 +34,14 @@ from types import TracebackType
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.lowlevel import checkpoint
+from anyio.lowlevel import EventLoopToken, checkpoint, current_token
 
 from smolmix_core.clock import Clock, RealClock
 from smolmix_core.devices.base import Device
 from smolmix_core.errors import ConnectionTimedOut, DeviceError, StackClosed
 from smolmix_core.netstack._waiter import Waiter
 from smolmix_core.netstack.config import StackConfig
-from smolmix_core.netstack.core import Address, NetCore
+from smolmix_core.netstack.core import Address, NetCore, TcpSocket
 from smolmix_core.netstack.streams import TcpListener, TcpStream, raise_fresh
 from smolmix_core.netstack.udp_socket import UdpSocket
 
@@ -82,6 +86,8 @@ class Stack:
         self._rx_batch = rx_batch
         self._close_flush_timeout = close_flush_timeout
         self._txq: deque[bytes] = deque()
+        self._orphans: deque[TcpSocket] = deque()
+        self._token: EventLoopToken | None = None
         self._tx_ready: anyio.Event | None = None
         self._tx_room: anyio.Event | None = None
         self._timer_scope: anyio.CancelScope | None = None
@@ -105,6 +111,7 @@ class Stack:
                 "timer_runs",
                 "timer_stalls",
                 "driver_errors",
+                "streams_collected",
             ),
             0,
         )
@@ -118,6 +125,7 @@ class Stack:
         if self._started:
             raise RuntimeError("a Stack can be entered only once")
         self._started = True
+        self._token = current_token()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._guard, self._receive_loop, name="netstack-receive")
@@ -260,6 +268,8 @@ class Stack:
     def _after_core(self) -> None:
         """Send what the core produced, wake the sockets it named, re-arm the timer."""
         core = self.core
+        if self._orphans:
+            self._abort_orphans()
         packets = core.drain_transmit()
         if packets:
             self._transmit(packets)
@@ -433,6 +443,36 @@ class Stack:
                     await clock.sleep_until(deadline)
             self._timer_scope = None
             self._timer_target = math.inf
+
+    # ------------------------------------------------------------------ dropped streams
+
+    def _orphaned(self, sock: TcpSocket) -> None:
+        """A stream was garbage-collected unclosed (called from its finalizer, any thread)."""
+        if self._closed or self._token is None:
+            return
+        self._orphans.append(sock)
+        token = self._token
+        try:
+            token.backend_class.run_sync_soon(self._reap_orphans, (), token.native_token)
+        except Exception:  # the loop is gone or going: the next core call, or shutdown, reaps it
+            pass
+
+    def _reap_orphans(self) -> None:
+        """Runs as an event-loop callback, between tasks: a safe moment to call the core."""
+        try:
+            if self._orphans and not self._closed:
+                self._after_core()
+        except Exception:
+            self._counts["driver_errors"] += 1
+            logger.exception("netstack: aborting a dropped stream failed")
+
+    def _abort_orphans(self) -> None:
+        now = self._now()
+        while self._orphans:
+            sock = self._orphans.popleft()
+            self._counts["streams_collected"] += 1
+            if not self._closed:
+                sock.abort(now)
 
     # ------------------------------------------------------------------ helpers
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import socket
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -59,7 +60,9 @@ class TcpStream(ByteStream):
     ``send`` returns once every byte is in the send buffer; ``send_eof`` half-closes; ``aclose``
     closes gracefully (the connection finishes in the background, like a kernel socket);
     ``abort`` resets it. Peer errors are the ``smolmix_core.errors`` types; after ``aclose`` or
-    ``abort`` further use raises ``anyio.ClosedResourceError``.
+    ``abort`` further use raises ``anyio.ClosedResourceError``. A stream garbage-collected
+    without either while its connection is still up emits ``ResourceWarning`` and the
+    connection is aborted (RST), as an unclosed socket's would be.
     """
 
     def __init__(self, stack: Stack, sock: TcpSocket, waiter: Waiter | None = None) -> None:
@@ -73,6 +76,15 @@ class TcpStream(ByteStream):
 
     def __repr__(self) -> str:
         return f"<TcpStream {self._sock.local} -> {self._sock.remote} {self._sock.state}>"
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        if self._sock.state == "CLOSED" or self._stack.closed:
+            return  # the connection is over: nothing is held for it
+        warnings.warn(f"unclosed {self!r}: aborting it", ResourceWarning, stacklevel=1, source=self)
+        self._stack._orphaned(self._sock)
 
     @property
     def local_address(self) -> Address:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import shutil
+import signal
 import struct
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -85,3 +88,50 @@ async def test_tap_records_both_directions_with_clock_timestamps(tmp_path: Path)
     assert [float(r.time) for r in records] == pytest.approx([1010.0, 1012.0])
     with pytest.raises(anyio.EndOfStream):
         await b.receive()
+
+
+def _records(data: bytes) -> list[bytes]:
+    """The packets of a pcap file; asserts the file ends exactly at a record boundary."""
+    packets, offset = [], 24
+    while offset < len(data):
+        assert offset + 16 <= len(data), "a record header was cut short"
+        _seconds, _micros, captured, _length = struct.unpack_from("<IIII", data, offset)
+        offset += 16
+        assert offset + captured <= len(data), "a record was cut short"
+        packets.append(data[offset : offset + captured])
+        offset += captured
+    return packets
+
+
+def test_every_packet_is_in_the_file_as_soon_as_it_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "live.pcap"
+    writer = PcapWriter(path)
+    assert path.stat().st_size == 24  # the global header goes out at once
+    for size in (60, 1500, 40):
+        writer.write(b"E" + bytes(size - 1))
+        assert _records(path.read_bytes())[-1] == b"E" + bytes(size - 1)
+    assert len(_records(path.read_bytes())) == 3
+    writer.close()
+
+
+def test_a_capture_survives_sigterm_of_the_demo(tmp_path: Path) -> None:
+    """The demo is killed mid-transfer (no cleanup runs): every packet written so far is in the
+    file, whole, and the file ends at a record boundary."""
+    path = tmp_path / "killed.pcap"
+    command = [sys.executable, "-m", "smolmix_http.cli", "demo", "--size", "200", "--delay", "5"]
+    process = subprocess.Popen([*command, "--pcap", str(path)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists() or path.stat().st_size < 300_000:
+            assert process.poll() is None, "the demo ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    packets = _records(path.read_bytes())
+    assert len(packets) > 200
+    assert all(packet[0] >> 4 == 4 for packet in packets)

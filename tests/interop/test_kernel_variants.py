@@ -149,6 +149,7 @@ async def test_our_abort_resets_the_kernel_peer() -> None:
                 client.abort()
                 with pytest.raises(anyio.BrokenResourceError):
                     await conn.receive()
+                await conn.aclose()
 
 
 @pytest.mark.parametrize("role", ["our-client", "our-server"])

@@ -211,12 +211,13 @@ async def test_concurrent_receives_are_refused() -> None:
     async with stack_pair() as (a, b), anyio.create_task_group() as tg:
         listener = await b.tcp_listen(("0.0.0.0", 80))
         client = await a.tcp_connect((B4, 80))
-        await listener.accept()
+        server = await listener.accept()  # kept: a dropped stream would reset the connection
         tg.start_soon(client.receive)
         await anyio.sleep(0.01)
         with pytest.raises(anyio.BusyResourceError):
             await client.receive()
         tg.cancel_scope.cancel()
+    await server.aclose()
 
 
 async def test_closing_the_stack_wakes_every_waiter_with_stack_closed() -> None:
@@ -235,7 +236,7 @@ async def test_closing_the_stack_wakes_every_waiter_with_stack_closed() -> None:
         listener = await b.tcp_listen(("0.0.0.0", 80))
         idle_listener = await a.tcp_listen(("0.0.0.0", 81))
         client = await a.tcp_connect((B4, 80))
-        await listener.accept()
+        server = await listener.accept()
         udp = await a.udp_socket()
         tg.start_soon(expect_closed, "receive", client.receive)
         tg.start_soon(expect_closed, "accept", idle_listener.accept)
@@ -249,6 +250,7 @@ async def test_closing_the_stack_wakes_every_waiter_with_stack_closed() -> None:
             await a.tcp_connect((B4, 80))
         with pytest.raises(StackClosed):
             await client.send(b"x")
+        await server.aclose()
     assert outcomes == dict.fromkeys(("receive", "accept", "recv_from", "connect"), "StackClosed")
     assert len(anyio.get_running_tasks()) == tasks_before
 
@@ -313,8 +315,10 @@ async def test_forwarder_mode_accepts_any_destination() -> None:
         assert await client.receive() == b"hello client"
 
         v6 = await a.tcp_connect(("2001:db8::80", 80))
-        assert (await exit_listener.accept()).local_address == ("2001:db8::80", 80)
+        v6_splice = await exit_listener.accept()
+        assert v6_splice.local_address == ("2001:db8::80", 80)
         await v6.aclose()
+        await v6_splice.aclose()
 
         resolver = await a.udp_socket()
         await resolver.send_to(b"query", ("9.9.9.9", 53))

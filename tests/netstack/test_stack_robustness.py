@@ -5,9 +5,11 @@ The driver must keep running, other connections must be unaffected, and counters
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import ipaddress
 import random
+import warnings
 from typing import Any
 
 import anyio
@@ -16,7 +18,7 @@ from stack_pair import A4, B4, read_all, stack_pair
 
 from smolmix_core.clock import VirtualClock
 from smolmix_core.devices import Device
-from smolmix_core.errors import DeviceError, StackClosed
+from smolmix_core.errors import ConnectionReset, DeviceError, StackClosed
 from smolmix_core.netstack import Stack, TcpStream
 from smolmix_core.netstack.core import NetCore
 from smolmix_core.wire import PROTO_TCP, PROTO_UDP, TcpHeader, UdpHeader, emit_ip, emit_tcp, emit_udp
@@ -234,3 +236,39 @@ async def test_a_timer_that_never_clears_does_not_freeze_the_driver() -> None:
         assert a.stats()["timer_stalls"] > 0
         ((client, server),) = await _connected_pairs(a, b, 1)
         await _transfer(client, server, 100_000, 7)
+
+
+async def test_a_stream_dropped_without_aclose_warns_and_resets_its_connection() -> None:
+    async with stack_pair() as (stack_a, stack_b):
+        listener = await stack_b.tcp_listen((B4, 80))
+        client = await stack_a.tcp_connect((B4, 80))
+        server = await listener.accept()
+        await client.send(b"hello")
+        assert await server.receive() == b"hello"
+        with pytest.warns(ResourceWarning, match="unclosed <TcpStream"):
+            del client
+            gc.collect()
+        with anyio.fail_after(5), pytest.raises(ConnectionReset):
+            await server.receive()
+        assert stack_a.stats()["streams_collected"] == 1
+        assert stack_a.stats()["tcp_sockets"] == 0
+        await server.aclose()
+
+
+def test_a_stream_collected_in_another_thread_is_reaped_by_the_loop() -> None:
+    """The finalizer may run in any thread; the loop still does the abort, at its next turn."""
+
+    async def main() -> None:
+        async with stack_pair() as (stack_a, stack_b):
+            listener = await stack_b.tcp_listen((B4, 80))
+            streams = [await stack_a.tcp_connect((B4, 80))]
+            server = await listener.accept()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                await anyio.to_thread.run_sync(streams.clear)
+            with anyio.fail_after(5), pytest.raises(ConnectionReset):
+                await server.receive()
+            assert stack_a.stats()["tcp_sockets"] == 0
+
+    for backend in ("asyncio", "trio"):
+        anyio.run(main, backend=backend)
