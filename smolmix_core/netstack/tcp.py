@@ -318,7 +318,9 @@ class TcpSocket:
 
     @property
     def at_eof(self) -> bool:
-        return self._fin_received and not self._rbuf.data
+        """The peer's FIN and every byte before it were consumed, and no error came since: an
+        error that discarded unread data must not look like a clean end of stream."""
+        return self._fin_received and not self._rbuf.data and self.error is None
 
     @property
     def send_space(self) -> int:

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tcp_harness import ACK, FIN, RST, SYN, Link, ScriptedPeer, make_core, open_connection
 
-from smolmix_core.errors import ConnectionAborted, ConnectionTimedOut
+from smolmix_core.errors import ConnectionAborted, ConnectionReset, ConnectionTimedOut
 from smolmix_core.netstack.config import StackConfig, TcpConfig
 from smolmix_core.netstack.core import NetCore, TcpListener, TcpSocket
 from smolmix_core.wire import emit_options, parse_ip, parse_tcp
@@ -169,6 +169,30 @@ def test_a_retransmission_of_data_read_before_close_does_not_reset() -> None:
     assert sock.state == "FIN-WAIT-2"
     peer.inject(ACK | FIN, peer.seq(4), peer.ack_of(1))
     assert sock.state == "TIME-WAIT"
+
+
+def test_a_reset_after_the_fin_discarding_unread_data_is_not_a_clean_eof() -> None:
+    """Data and FIN arrived but were not read yet when a RST came: the data is gone, and the
+    application must hear ConnectionReset, not a normal end of stream."""
+    core = make_core(timestamps=False)
+    sock, peer = open_connection(core)
+    peer.inject(ACK | FIN, peer.seq(0), peer.ack_of(0), b"never read")
+    assert sock.state == "CLOSE-WAIT"
+    peer.inject(RST, peer.seq(11))
+    assert sock.recv(100) == b""
+    assert not sock.at_eof
+    assert isinstance(sock.error, ConnectionReset)
+
+
+def test_a_reset_after_everything_was_read_is_still_reported() -> None:
+    core = make_core(timestamps=False)
+    sock, peer = open_connection(core)
+    peer.inject(ACK | FIN, peer.seq(0), peer.ack_of(0), b"read")
+    assert sock.recv(100) == b"read"
+    assert sock.at_eof
+    peer.inject(RST, peer.seq(5))
+    assert not sock.at_eof  # as Linux: a pending error is reported before end-of-file
+    assert isinstance(sock.error, ConnectionReset)
 
 
 # ----------------------------------------------------------------------------- ACK storms
