@@ -50,6 +50,7 @@ from smolmix_core.netstack.config import StackConfig
 from smolmix_core.netstack.icmp_handling import classify_icmp_error
 from smolmix_core.netstack.isn import IsnGenerator
 from smolmix_core.netstack.listener import TcpListener
+from smolmix_core.netstack.pmtu import PathMtuCache
 from smolmix_core.netstack.ports import pick_ephemeral_port
 from smolmix_core.netstack.tcp import ACK, FIN, INF, RST, SYN, Address, TcpSocket
 from smolmix_core.netstack.udp import UdpSocket
@@ -151,6 +152,7 @@ COUNTERS = (
     "icmp_echo_replies",
     "icmp_errors_received",
     "icmp_errors_ignored",
+    "pmtu_learned",
     "icmp_unreachable_sent",
     "icmp_ignored",
 )
@@ -181,6 +183,7 @@ class NetCore:
         self._udp: dict[tuple[int, int], UdpSocket] = {}
         self._udp_any: UdpSocket | None = None
         self._isn = IsnGenerator(self._rng)
+        self._pmtu = PathMtuCache()
         self._reply_tokens = float(config.reply_rate_limit)
         self._reply_at = -INF
         self._closed = False
@@ -305,6 +308,7 @@ class NetCore:
     def stats(self) -> dict[str, int]:
         snapshot = dict(self.counters)
         snapshot["tcp_sockets"] = len(self._tcp)
+        snapshot["pmtu_entries"] = len(self._pmtu)
         snapshot["tcp_listeners"] = len(self._listeners) + (self._listen_any is not None)
         snapshot["udp_sockets"] = len({id(s) for s in self._udp.values()}) + (self._udp_any is not None)
         return snapshot
@@ -434,7 +438,7 @@ class NetCore:
             local_ip=local_ip,
             remote_ip=remote_ip,
             iss=self._isn.isn(local_ip, local_port, remote_ip, remote_port, now),
-            mtu=self.config.mtu,
+            mtu=self.path_mtu(remote_ip, now),
             ts_offset=self._rng.getrandbits(32),
             parent=listener,
         )
@@ -612,9 +616,11 @@ class NetCore:
             if len(local_ip) != len(remote_ip):
                 raise AddressNotAvailable("source and destination are of different families")
         overhead = 28 if len(remote_ip) == 4 else 48
-        if len(data) + overhead > self.config.mtu:
+        mtu = self.path_mtu(remote_ip, now)
+        if len(data) + overhead > mtu:
+            what = "MTU" if mtu == self.config.mtu else "path MTU (learnt from ICMP)"
             raise MessageTooLarge(
-                f"{len(data)} bytes of UDP payload exceed the {self.config.mtu - overhead} the MTU allows"
+                f"{len(data)} bytes of UDP payload exceed the {mtu - overhead} the {what} allows"
             )
         datagram = emit_udp(UdpHeader(local_port, remote_port), data, local_ip, remote_ip)
         self._transmit.append(emit_ip(local_ip, remote_ip, PROTO_UDP, datagram, ttl=self.config.ttl))
@@ -698,23 +704,37 @@ class NetCore:
         stats["icmp_errors_received"] += 1
         flow = quoted_flow(quote)
         credible = False
+        mtu = self._mtu_floor(version, verdict.mtu) if verdict.mtu else 0
         if flow.protocol == PROTO_TCP:
             sock = self._tcp.get((flow.dst, flow.dst_port, flow.src, flow.src_port))
             seq = flow.tcp_seq
             if sock is not None and seq is not None:
-                if verdict.mtu:
-                    credible = sock.on_packet_too_big(seq, verdict.mtu, now)
+                if mtu:
+                    credible = sock.on_packet_too_big(seq, mtu, now)
                 elif verdict.error is not None:
                     credible = sock.on_icmp_error(seq, verdict.error, now)
-        elif flow.protocol == PROTO_UDP and verdict.port_unreachable:
+        elif flow.protocol == PROTO_UDP:
             own = flow.src == self._ip4 or flow.src == self._ip6
             udp = self._udp.get((version, flow.src_port)) if own else self._udp_any
-            if udp is not None:
+            if udp is not None and verdict.port_unreachable:
                 udp.error = ConnectionRefused(f"{self._text(flow.dst)}:{flow.dst_port} is unreachable")
                 self._wake(udp)
                 credible = True
+            elif udp is not None and mtu:
+                credible = True  # a datagram of ours was too big: later sends of that size raise
+        if credible and mtu and self._pmtu.learn(flow.dst, mtu, now):
+            stats["pmtu_learned"] += 1
         if not credible:
             stats["icmp_errors_ignored"] += 1
+
+    def path_mtu(self, destination: bytes, now: float) -> int:
+        """The MTU towards ``destination``: the interface's, or less if ICMP said so lately."""
+        learnt = self._pmtu.get(destination, now)
+        return self.config.mtu if learnt is None or learnt > self.config.mtu else learnt
+
+    def _mtu_floor(self, version: int, mtu: int) -> int:
+        """Reported MTUs below the protocol minimum (IPv6) or a sane floor (IPv4) are raised to it."""
+        return max(mtu, 1280 if version == 6 else self.config.tcp.min_ipv4_mtu)
 
     # ------------------------------------------------------------------ helpers
 

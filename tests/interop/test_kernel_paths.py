@@ -12,11 +12,12 @@ from __future__ import annotations
 import io
 import itertools
 import random
+import socket
 import struct
 
 import anyio
 import pytest
-from anyio.abc import SocketAttribute
+from anyio.abc import SocketAttribute, UDPSocket
 from kernel_peer import (
     KERNEL_IPV4,
     KERNEL_IPV6,
@@ -34,7 +35,7 @@ from kernel_peer import (
 )
 
 from smolmix_core.devices import Device, FaultInjector, PcapWriter
-from smolmix_core.errors import HostUnreachable
+from smolmix_core.errors import HostUnreachable, MessageTooLarge
 from smolmix_core.netstack import Stack, TcpStreamAttribute
 from smolmix_core.wire import PROTO_TCP, parse_ip, parse_tcp
 
@@ -177,25 +178,31 @@ async def test_kernel_router_icmp_lowers_our_mss_and_the_transfer_completes(
         listener = await kernel_listener(peer, server)
         port = listener.extra(SocketAttribute.local_port)
         tap = _SizeTap(peer.tun)
-        async with Stack(tap, peer.stack_config) as stack, anyio.create_task_group() as tg:
-
-            async def kernel_side() -> None:
-                async with listener:
-                    results["kernel"] = await exchange(await listener.accept(), down)
-
-            tg.start_soon(kernel_side)
+        async with listener, Stack(tap, peer.stack_config) as stack:
             with anyio.fail_after(60):
-                stream = await stack.tcp_connect((server, port))
-                before = stream.extra(TcpStreamAttribute.tcp_info)()
-                results["stack"] = await exchange(stream, up)
-                after = stream.extra(TcpStreamAttribute.tcp_info)()
+                async with anyio.create_task_group() as tg:
+
+                    async def kernel_side() -> None:
+                        results["kernel"] = await exchange(await listener.accept(), down)
+
+                    tg.start_soon(kernel_side)
+                    stream = await stack.tcp_connect((server, port))
+                    before = stream.extra(TcpStreamAttribute.tcp_info)()
+                    results["stack"] = await exchange(stream, up)
+                    after = stream.extra(TcpStreamAttribute.tcp_info)()
+                # a later connection to that server starts with what the first one learnt
+                second = await stack.tcp_connect((server, port))
+                later = second.extra(TcpStreamAttribute.tcp_info)()
+                second.abort()
         stats = stack.stats()
     assert results == {"kernel": sha(up), "stack": sha(down)}
     overhead = 40 if ":" not in server else 60
     assert before["path_mss"] == 1500 - overhead
     assert after["path_mss"] == bottleneck - overhead
     assert after["mss"] == bottleneck - overhead - 12  # timestamps on every segment
+    assert later["path_mss"] == bottleneck - overhead
     assert stats["tcp_pmtu_reductions"] == 1
+    assert stats["pmtu_learned"] == 1
     assert stats["icmp_errors_received"] >= 1
     oversized = sum(size > bottleneck for size in tap.sent_sizes)
     assert 1 <= oversized <= 10  # the first flight only: every later packet fits
@@ -237,3 +244,29 @@ async def test_kernel_client_through_the_router_gets_our_answers_cut_to_the_path
     assert infos[0]["peer_mss"] == 1460
     assert infos[1]["path_mss"] == 960
     assert stats["tcp_pmtu_reductions"] == 1
+
+
+async def test_kernel_router_icmp_teaches_udp_the_path_mtu() -> None:
+    """A datagram too big for the narrow link vanishes at the router; its ICMP makes the next
+    one of that size raise MessageTooLarge, and a datagram that fits arrives."""
+    with routed_peer(1000) as peer:
+
+        def make() -> socket.socket:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((SERVER_IPV4, 0))
+            return sock
+
+        kernel_udp = await UDPSocket.from_socket(await peer.run(make))
+        port = kernel_udp.extra(SocketAttribute.local_port)
+        async with kernel_udp, Stack(peer.tun, peer.stack_config) as stack:
+            ours = await stack.udp_socket()
+            with anyio.fail_after(10):
+                await ours.send_to(b"x" * 1400, (SERVER_IPV4, port))
+                while stack.stats()["pmtu_learned"] == 0:  # noqa: ASYNC110 - no event for it
+                    await anyio.sleep(0.01)
+                with pytest.raises(MessageTooLarge, match="path MTU"):
+                    await ours.send_to(b"x" * 1400, (SERVER_IPV4, port))
+                await ours.send_to(b"y" * 972, (SERVER_IPV4, port))
+                data, sender = await kernel_udp.receive()
+    assert data == b"y" * 972
+    assert sender[0] == STACK_IPV4

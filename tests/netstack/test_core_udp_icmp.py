@@ -15,10 +15,12 @@ from smolmix_core.errors import (
 )
 from smolmix_core.netstack.config import StackConfig
 from smolmix_core.netstack.core import NetCore
+from smolmix_core.netstack.pmtu import PathMtuCache
 from smolmix_core.wire import (
     ICMPV4_DEST_UNREACHABLE,
     ICMPV4_ECHO_REPLY,
     ICMPV4_ECHO_REQUEST,
+    ICMPV4_FRAGMENTATION_NEEDED,
     ICMPV4_HOST_UNREACHABLE,
     ICMPV4_PORT_UNREACHABLE,
     ICMPV6_DEST_UNREACHABLE,
@@ -260,3 +262,73 @@ def test_rst_reply_from_the_forwarder_uses_the_original_destination() -> None:
     assert ip.src == packed("93.184.216.34")
     assert ip.protocol == PROTO_TCP
     assert header.seq == 200
+
+
+def _frag_needed(core: NetCore, quoted: bytes, mtu: int, now: float) -> None:
+    message = Icmpv4Message(ICMPV4_DEST_UNREACHABLE, ICMPV4_FRAGMENTATION_NEEDED, mtu=mtu, data=quoted[:48])
+    core.receive_packet(
+        emit_ip(packed("10.0.0.254"), packed("10.0.0.1"), PROTO_ICMP, emit_icmpv4(message)), now
+    )
+
+
+def test_udp_learns_the_path_mtu_from_icmp_and_refuses_what_would_vanish() -> None:
+    """RFC 1191: a datagram the path cannot carry is dropped by the router; after its ICMP the
+    same size raises MessageTooLarge instead of disappearing, until the entry expires."""
+    core = make_core()
+    udp = core.udp_bind(("0.0.0.0", 5353))
+    udp.send_to(b"x" * 1400, ("10.0.0.9", 53), 0.0)
+    (datagram,) = core.drain_transmit()
+    _frag_needed(core, datagram, 1000, 1.0)
+    assert core.stats()["pmtu_learned"] == 1
+    with pytest.raises(MessageTooLarge, match="path MTU"):
+        udp.send_to(b"x" * 1400, ("10.0.0.9", 53), 2.0)
+    udp.send_to(b"x" * 972, ("10.0.0.9", 53), 2.0)  # 1000 - 28
+    with pytest.raises(MessageTooLarge):
+        udp.send_to(b"x" * 973, ("10.0.0.9", 53), 2.0)
+    udp.send_to(b"x" * 1400, ("10.0.0.10", 53), 2.0)  # other destinations are not affected
+    udp.send_to(b"x" * 1400, ("10.0.0.9", 53), 601.0)  # the entry expired (10 minutes)
+    assert core.stats()["pmtu_entries"] == 0
+
+
+def test_icmp_about_a_udp_port_we_do_not_use_teaches_nothing() -> None:
+    core = make_core()
+    forged = emit_ip(
+        packed("10.0.0.1"),
+        packed("10.0.0.9"),
+        PROTO_UDP,
+        emit_udp(UdpHeader(4444, 53), b"x", packed("10.0.0.1"), packed("10.0.0.9")),
+    )
+    _frag_needed(core, forged, 600, 0.0)
+    assert core.stats()["pmtu_learned"] == 0
+    assert core.stats()["icmp_errors_ignored"] == 1
+    assert core.path_mtu(packed("10.0.0.9"), 0.0) == 1500
+
+
+def test_a_new_connection_starts_with_the_path_mtu_an_earlier_one_learnt() -> None:
+    core = make_core(timestamps=False)
+    sock, peer = open_connection(core)
+    sock.send(b"p" * 3000, 0.0)
+    first, *_ = peer.out()
+    _frag_needed(core, first.raw, 1000, 0.5)
+    assert sock.mss == 960
+    assert [len(s.payload) for s in peer.out()] == [960, 500, 960, 500]  # the flight, cut down
+    second = core.tcp_connect(("10.0.0.2", 81), 1.0)
+    (syn,) = core.drain_transmit()
+    header, _ = parse_tcp(parse_ip(syn).payload, packed("10.0.0.1"), packed("10.0.0.2"))
+    assert header.flags == SYN
+    assert header.options.mss == 960
+    assert second.info()["path_mss"] == 960
+    other = core.tcp_connect(("10.0.0.3", 80), 1.0)
+    assert other.info()["path_mss"] == 1460
+
+
+def test_the_path_mtu_cache_is_bounded_and_only_lowers() -> None:
+    cache = PathMtuCache(capacity=100)
+    for index in range(1000):
+        cache.learn(index.to_bytes(4, "big"), 1000, 0.0)
+    assert len(cache) == 100
+    assert cache.get((999).to_bytes(4, "big"), 0.0) == 1000
+    assert cache.get((0).to_bytes(4, "big"), 0.0) is None  # the oldest went first
+    assert not cache.learn((999).to_bytes(4, "big"), 1200, 1.0)
+    assert cache.learn((999).to_bytes(4, "big"), 800, 1.0)
+    assert cache.get((999).to_bytes(4, "big"), 1.0) == 800
