@@ -58,8 +58,9 @@ class TcpStream(ByteStream):
 
     ``receive`` returns 1..max_bytes bytes and raises ``anyio.EndOfStream`` after the peer's FIN;
     ``send`` returns once every byte is in the send buffer; ``send_eof`` half-closes; ``aclose``
-    closes gracefully (the connection finishes in the background, like a kernel socket);
-    ``abort`` resets it. Peer errors are the ``smolmix_core.errors`` types; after ``aclose`` or
+    closes gracefully (the connection finishes in the background, like a kernel socket) unless
+    received data was left unread, or more arrives after it: then, as Linux does, the peer gets
+    a RST so that it stops sending what nobody will read; ``abort`` resets it. Peer errors are the ``smolmix_core.errors`` types; after ``aclose`` or
     ``abort`` further use raises ``anyio.ClosedResourceError``. A stream garbage-collected
     without either while its connection is still up emits ``ResourceWarning`` and the
     connection is aborted (RST), as an unclosed socket's would be.

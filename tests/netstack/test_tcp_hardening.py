@@ -18,7 +18,7 @@ from tcp_harness import ACK, FIN, RST, SYN, Link, ScriptedPeer, make_core, open_
 from smolmix_core.errors import ConnectionAborted, ConnectionReset, ConnectionTimedOut
 from smolmix_core.netstack.config import StackConfig, TcpConfig
 from smolmix_core.netstack.core import NetCore, TcpListener, TcpSocket
-from smolmix_core.wire import emit_options, parse_ip, parse_tcp
+from smolmix_core.wire import TcpOptions, emit_options, parse_ip, parse_tcp
 
 
 def _payloads(peer: ScriptedPeer) -> list[tuple[int, int]]:
@@ -112,6 +112,59 @@ def test_a_shrinking_window_stops_new_data_without_losing_any() -> None:
     peer.inject(ACK, peer.seq(0), peer.ack_of(8 * 1460), window=65535)
     assert (8 * 1460, 1460) in _payloads(peer)
     assert sock.error is None
+
+
+# ----------------------------------------------------------------------------- timers
+
+
+def test_the_retransmission_timer_restarts_on_each_new_ack_and_stops_when_all_is_acked() -> None:
+    """RFC 6298 5.1-5.3: started by the first data, restarted by every ACK of new data (not
+    left at the first segment's deadline), stopped once nothing is outstanding."""
+    core = make_core(timestamps=False, tail_loss_probe=False)
+    sock, peer = open_connection(core)
+    sock.send(b"r" * 3 * 1460, 0.0)
+    peer.out()
+    assert core.poll_deadline() == pytest.approx(sock.rto)
+    peer.now = 0.15
+    peer.inject(ACK, peer.seq(0), peer.ack_of(1460))
+    assert core.poll_deadline() == pytest.approx(0.15 + sock.rto)
+    peer.now = 0.3
+    peer.inject(ACK, peer.seq(0), peer.ack_of(3 * 1460))
+    assert core.poll_deadline() is None
+
+
+def test_a_syn_in_time_wait_with_an_old_timestamp_is_challenged_then_replaced() -> None:
+    """The new SYN reuses the port with a lower sequence number and an older timestamp (a
+    client whose clock offset changed): PAWS keeps TIME-WAIT, the challenge ACK makes the client
+    reset it (exact sequence), and its next SYN opens the new connection (RFC 6191's outcome)."""
+    core = make_core(time_wait=60.0)
+    listener = core.tcp_listen(("0.0.0.0", 80))
+    peer = ScriptedPeer(core)
+    peer.timestamps = True
+    peer.ts_clock = 50_000
+    peer.inject(SYN, peer.iss, options=TcpOptions(mss=1460, sack_permitted=True, timestamp=(50_000, 0)))
+    (synack,) = peer.out()
+    peer.core_iss = synack.header.seq
+    peer.inject(ACK, peer.seq(0), peer.ack_of(0))
+    server = listener.accept()
+    assert server is not None
+    server.close(0.0)
+    peer.out()
+    peer.inject(ACK | FIN, peer.seq(0), peer.ack_of(1))
+    peer.out()
+    assert server.state == "TIME-WAIT"
+    peer.now = 1.0
+    old_ts = TcpOptions(mss=1460, timestamp=(10, 0))
+    peer.inject(SYN, peer.iss - 5000, options=old_ts)
+    (challenge,) = peer.out()
+    assert challenge.flags == ACK
+    assert challenge.header.ack == peer.seq(1)
+    peer.inject(RST, challenge.header.ack, options=TcpOptions())  # what a client in SYN-SENT answers
+    assert server.state == "CLOSED"
+    peer.inject(SYN, peer.iss - 5000, options=old_ts)
+    (fresh,) = peer.out()
+    assert fresh.flags == SYN | ACK
+    assert fresh.header.ack == peer.iss - 4999
 
 
 # ----------------------------------------------------------------------------- closing
