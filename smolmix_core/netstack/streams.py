@@ -60,10 +60,12 @@ class TcpStream(ByteStream):
     ``send`` returns once every byte is in the send buffer; ``send_eof`` half-closes; ``aclose``
     closes gracefully (the connection finishes in the background, like a kernel socket) unless
     received data was left unread, or more arrives after it: then, as Linux does, the peer gets
-    a RST so that it stops sending what nobody will read; ``abort`` resets it. Peer errors are the ``smolmix_core.errors`` types; after ``aclose`` or
-    ``abort`` further use raises ``anyio.ClosedResourceError``. A stream garbage-collected
-    without either while its connection is still up emits ``ResourceWarning`` and the
-    connection is aborted (RST), as an unclosed socket's would be.
+    a RST so that it stops sending what nobody will read; ``abort`` resets it.
+
+    Peer errors are the ``smolmix_core.errors`` types; after ``aclose`` or ``abort`` further use
+    raises ``anyio.ClosedResourceError``. A stream garbage-collected without either while its
+    connection is still up emits ``ResourceWarning`` and the connection is aborted (RST), as an
+    unclosed socket's would be.
     """
 
     def __init__(self, stack: Stack, sock: TcpSocket, waiter: Waiter | None = None) -> None:

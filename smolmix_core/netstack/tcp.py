@@ -817,8 +817,12 @@ class TcpSocket:
         """How much older than TS.Recent a timestamp may be before PAWS rejects the segment.
 
         RFC 7323 allows none, which drops every segment that a retransmission overtook on a
-        reordering path (a mixnet reorders by seconds). Old duplicates from a wrapped sequence
-        space are older than that by far: 2**31 bytes take over 40 s even at 50 MB/s.
+        reordering path (a mixnet reorders by seconds). PAWS exists to stop duplicates from a
+        wrapped sequence space, 2**31 bytes old, and those stay older than the tolerance: in
+        1 s this stack receives well under 1 GB, and in 4 SRTT at most 4 receive windows (the
+        window bounds what a peer sends per round trip), under 2**31 for any ``recv_buffer``
+        below 512 MiB. The peer's clock is taken to tick in milliseconds (Linux, BSD); a
+        slower clock widens the tolerance proportionally.
         """
         srtt = self._rtt.srtt or 0.0
         return int(1000 * min(max(1.0, 4 * srtt), 30.0))
