@@ -705,6 +705,9 @@ class NetCore:
         flow = quoted_flow(quote)
         credible = False
         mtu = self._mtu_floor(version, verdict.mtu) if verdict.mtu else 0
+        if mtu and _quoted_length(quote) <= mtu:
+            stats["icmp_errors_ignored"] += 1  # a packet that fitted cannot have been too big
+            return
         if flow.protocol == PROTO_TCP:
             sock = self._tcp.get((flow.dst, flow.dst_port, flow.src, flow.src_port))
             seq = flow.tcp_seq
@@ -772,6 +775,13 @@ class NetCore:
                 cache.clear()
             text = cache[packed] = str(ipaddress.ip_address(packed))
         return text
+
+
+def _quoted_length(quote: bytes) -> int:
+    """The length the quoted IP packet had on the wire (its header says so; the quote is cut)."""
+    if quote[0] >> 4 == 4:
+        return int.from_bytes(quote[2:4], "big")
+    return 40 + int.from_bytes(quote[4:6], "big")
 
 
 def _packed(text: str, version: int | None = None) -> bytes:

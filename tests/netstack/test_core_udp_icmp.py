@@ -332,3 +332,15 @@ def test_the_path_mtu_cache_is_bounded_and_only_lowers() -> None:
     assert not cache.learn((999).to_bytes(4, "big"), 1200, 1.0)
     assert cache.learn((999).to_bytes(4, "big"), 800, 1.0)
     assert cache.get((999).to_bytes(4, "big"), 1.0) == 800
+
+
+def test_a_too_big_error_quoting_a_packet_that_fitted_is_ignored() -> None:
+    """RFC 5927 5.2: the quoted packet must have been larger than the MTU the error reports."""
+    core = make_core()
+    udp = core.udp_bind(("0.0.0.0", 5353))
+    udp.send_to(b"x" * 500, ("10.0.0.9", 53), 0.0)
+    (datagram,) = core.drain_transmit()
+    _frag_needed(core, datagram, 1000, 1.0)
+    assert core.stats()["pmtu_learned"] == 0
+    assert core.stats()["icmp_errors_ignored"] == 1
+    udp.send_to(b"x" * 1400, ("10.0.0.9", 53), 2.0)
