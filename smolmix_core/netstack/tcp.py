@@ -463,7 +463,8 @@ class TcpSocket:
             if self.error is None:
                 self.error = error
             return
-        self._terminate(error, now, send_rst=self.state != SYN_SENT)
+        # the peer does not know us yet (SYN-SENT) or has finished (TIME-WAIT): no RST
+        self._terminate(error, now, send_rst=self.state not in (SYN_SENT, TIME_WAIT))
         self._finish()
 
     # ------------------------------------------------------------------ opening

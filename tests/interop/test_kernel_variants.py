@@ -223,3 +223,28 @@ async def test_kernel_client_sends_before_we_accept() -> None:
                 await stream.send(b"done")
                 await stream.aclose()
     assert sha(received) == sha(payload)
+
+
+async def test_simultaneous_close_with_the_kernel() -> None:
+    """Both ends send FIN at once (CLOSING on whichever side sees the other's FIN first); both
+    read a clean end of stream and our connection ends in TIME-WAIT, not in an error."""
+    with kernel_peer() as peer:
+        listener = await kernel_listener(peer, KERNEL_IPV4)
+        port = listener.extra(SocketAttribute.local_port)
+        async with listener, Stack(peer.tun, peer.stack_config) as stack:
+            with anyio.fail_after(30):
+                ours = await stack.tcp_connect((KERNEL_IPV4, port))
+                kernel = await listener.accept()
+                await ours.send(b"last words")
+                await kernel.send(b"last words too")
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(ours.send_eof)
+                    tg.start_soon(kernel.send_eof)
+                assert await read_to_eof(kernel) == b"last words"
+                assert await read_to_eof(ours) == b"last words too"
+                while ours.state != "TIME-WAIT":  # noqa: ASYNC110 - the final ACK has no event
+                    await anyio.sleep(0.01)
+                await ours.aclose()
+                await kernel.aclose()
+        stats = stack.stats()
+    assert stats["tcp_resets_received"] == stats["tcp_resets_sent"] == 0

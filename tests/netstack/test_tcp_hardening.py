@@ -13,7 +13,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tcp_harness import ACK, FIN, RST, SYN, Link, ScriptedPeer, make_core, open_connection
+from tcp_harness import ACK, FIN, RST, SYN, Link, ScriptedPeer, make_core, open_connection, packed
 
 from smolmix_core.errors import ConnectionAborted, ConnectionReset, ConnectionTimedOut
 from smolmix_core.netstack.config import StackConfig, TcpConfig
@@ -446,3 +446,23 @@ def test_a_lossy_transfer_across_the_32_bit_wrap_is_intact(
     assert bytes(app.received) == app.payload
     assert bytes(app.downloaded) == app.download
     assert a.stats()["tcp_paws_rejected"] == b.stats()["tcp_paws_rejected"] == 0
+
+
+def test_shutting_the_stack_down_resets_live_connections_but_not_time_wait() -> None:
+    """A connection in TIME-WAIT has finished both ways; a RST would only kill the peer's own
+    TIME-WAIT (RFC 1337)."""
+    core = make_core(timestamps=False)
+    finished, peer = open_connection(core)
+    finished.close(0.0)
+    peer.out()
+    peer.inject(ACK | FIN, peer.seq(0), peer.ack_of(1))
+    peer.out()
+    assert finished.state == "TIME-WAIT"
+    live, _other = open_connection(core, remote="10.0.0.3")
+    core.shutdown(1.0)
+    (rst,) = core.drain_transmit()
+    ip = parse_ip(rst)
+    header, _ = parse_tcp(ip.payload, ip.src, ip.dst)
+    assert ip.dst == packed("10.0.0.3")
+    assert header.flags & RST
+    assert live.state == finished.state == "CLOSED"
