@@ -302,7 +302,9 @@ def main() -> None:
     arguments = parser.parse_args()
     backend = arguments.backend
     size = arguments.size * 1024 * 1024
-    print(f"smolmix netstack benchmark on {backend}, {arguments.size} MB per transfer\n")
+    load = os.getloadavg()
+    print(f"smolmix netstack benchmark on {backend}, {arguments.size} MB per transfer")
+    print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
     started = time.perf_counter()
     kernel = anyio.run(memory_link_figures, size, backend=backend)
     for mtu, goal in ((1500, ">= 20 MB/s"), (65535, "(report)")):
@@ -315,7 +317,7 @@ def main() -> None:
         )
     print()
     anyio.run(connection_figures, backend=backend)
-    print(f"\n(total {time.perf_counter() - started:.1f} s)")
+    print(f"\n(total {time.perf_counter() - started:.1f} s; load average now {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":
