@@ -19,9 +19,9 @@ from typing import Any
 
 from smolmix_core.errors import ApiError, RecipientError
 from smolmix_core.mixnet.base58 import b58decode, b58encode
+from smolmix_core.mixnet.message import SENDER_TAG_SIZE
 from smolmix_core.mixnet.recipient import RECIPIENT_SIZE, Recipient
 
-SENDER_TAG_SIZE = 16
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _MAX_U64 = 2**64 - 1

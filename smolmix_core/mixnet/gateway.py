@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from smolmix_core.clock import Clock
 from smolmix_core.errors import GatewayError, LinkError, SphinxError
+from smolmix_core.mixnet.ack import SURB_ACK_SIZE
 from smolmix_core.mixnet.framing import Frame, encode_frame
 from smolmix_core.mixnet.link import (
     AUTH_FAILED_CLOSE_CODE,
@@ -48,14 +49,13 @@ from smolmix_core.mixnet.link import (
     decode_forward,
 )
 from smolmix_core.mixnet.node import LinkMonitor, LinkObservation, NodeConfig, SphinxHop
+from smolmix_core.mixnet.routing import MAX_UNPADDED_SIZE
 from smolmix_core.mixnet.sphinx import FinalHop, PacketSize
 from smolmix_core.mixnet.ws import WebSocket, ws_accept
 
 logger = logging.getLogger("smolmix.mixnet")
 
-SURB_ACK_ADDRESS_SIZE = 19
-SURB_ACK_SIZE = SURB_ACK_ADDRESS_SIZE + PacketSize.ACK.total_size
-CLIENT_FRAME_MAX = 1 + 8 + 1 + 19 + PacketSize.EXTENDED32.total_size + 16
+CLIENT_FRAME_MAX = 1 + 8 + 1 + MAX_UNPADDED_SIZE + PacketSize.EXTENDED32.total_size + 16
 _HANDSHAKE_TIMEOUT = 10.0
 _REPLACED_CLOSE_CODE = 4000
 _POLICY_CLOSE_CODE = 1008
@@ -155,9 +155,9 @@ class GatewayServer(SphinxHop):
                 "malformed", "final-hop message of %d bytes has no room for a SURB-ACK", len(message)
             )
             return
-        address = self._next_hop(message[:SURB_ACK_ADDRESS_SIZE])
+        address = self._next_hop(message[:MAX_UNPADDED_SIZE])
         if address is not None:
-            ack_packet = message[SURB_ACK_ADDRESS_SIZE:SURB_ACK_SIZE]
+            ack_packet = message[MAX_UNPADDED_SIZE:SURB_ACK_SIZE]
             if await self.forwarder.send(address, encode_frame(ack_packet), wait=False):
                 self.counters["surb_acks_launched"] += 1
         self._deliver(hop.destination, message[SURB_ACK_SIZE:])

@@ -13,19 +13,21 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from smolmix_core.errors import MessageError, RecipientError
+from smolmix_core.mixnet.encryption import REPLY_KEY_SIZE
 from smolmix_core.mixnet.fragment import number_of_fragments
 from smolmix_core.mixnet.recipient import RECIPIENT_SIZE, Recipient
+from smolmix_core.mixnet.sphinx.constants import (
+    HEADER_SIZE,
+    MAX_PATH_LENGTH,
+    NODE_ADDRESS_LENGTH,
+    PAYLOAD_KEY_SEED_SIZE,
+    PAYLOAD_KEY_SIZE,
+)
 
 SENDER_TAG_SIZE = 16
-SURB_KEY_SIZE = 16
-SPHINX_HEADER_SIZE = 348
-SPHINX_ADDRESS_SIZE = 32
-LEGACY_PAYLOAD_KEY_SIZE = 192
-PAYLOAD_KEY_SEED_SIZE = 16
 LEGACY_SURB_HOPS = 4
-MAX_SURB_HOPS = 5
-REPLY_SURB_BASE_SIZE = SURB_KEY_SIZE + SPHINX_HEADER_SIZE + SPHINX_ADDRESS_SIZE
-V1_REPLY_SURB_SIZE = REPLY_SURB_BASE_SIZE + LEGACY_SURB_HOPS * LEGACY_PAYLOAD_KEY_SIZE
+REPLY_SURB_BASE_SIZE = REPLY_KEY_SIZE + HEADER_SIZE + NODE_ADDRESS_LENGTH
+V1_REPLY_SURB_SIZE = REPLY_SURB_BASE_SIZE + LEGACY_SURB_HOPS * PAYLOAD_KEY_SIZE
 
 
 def v2_reply_surb_size(hops: int) -> int:
@@ -141,7 +143,7 @@ def _encode_surbs(surbs: tuple[bytes, ...], legacy: bool) -> bytes:
     hops = 0
     if surbs:
         hops, remainder = divmod(len(surbs[0]) - REPLY_SURB_BASE_SIZE, PAYLOAD_KEY_SEED_SIZE)
-        if remainder or not 1 <= hops <= MAX_SURB_HOPS:
+        if remainder or not 1 <= hops <= MAX_PATH_LENGTH:
             raise MessageError(f"a {len(surbs[0])}-byte SURB is not a v2 reply SURB")
         if any(len(surb) != len(surbs[0]) for surb in surbs):
             raise MessageError("all v2 reply SURBs in a message must have the same number of hops")
@@ -158,7 +160,7 @@ def _decode_surbs(body: bytes, legacy: bool) -> tuple[tuple[bytes, ...], bytes]:
         if len(body) < 3:
             raise MessageError("repliable message too short for its SURB count and hops")
         count, hops = struct.unpack_from(">HB", body)
-        if count and not 1 <= hops <= MAX_SURB_HOPS:
+        if count and not 1 <= hops <= MAX_PATH_LENGTH:
             raise MessageError(f"reply SURBs cannot have {hops} hops")
         size, offset = v2_reply_surb_size(hops), 3
     if len(body) - offset < count * size:

@@ -11,8 +11,9 @@ import struct
 from dataclasses import dataclass, field
 
 from smolmix_core.errors import RoutingAddressError
+from smolmix_core.mixnet.sphinx.constants import NODE_ADDRESS_LENGTH
 
-SPHINX_ADDRESS_SIZE = 32
+SPHINX_ADDRESS_SIZE = NODE_ADDRESS_LENGTH
 MAX_UNPADDED_SIZE = 19
 IPV4_SIZE = 7
 IPV6_SIZE = 19
