@@ -83,10 +83,6 @@ class SphinxClientConfig:
         )
         return replace(base, **overrides)  # type: ignore[arg-type]
 
-    @property
-    def is_fast(self) -> bool:
-        return self.disable_main_poisson_packet_distribution and self.disable_loop_cover_traffic_stream
-
 
 class SphinxClient(MixnetClient):
     """A pure-Python Nym-style client: Sphinx packets, acks, SURB replies, Poisson and cover traffic.

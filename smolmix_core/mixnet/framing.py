@@ -25,7 +25,6 @@ from smolmix_core.mixnet.sphinx import PacketSize
 INITIAL_PACKET_VERSION = 7
 KEY_ROTATION_PACKET_VERSION = 8
 CURRENT_PACKET_VERSION = KEY_ROTATION_PACKET_VERSION
-MAX_HEADER_SIZE = 4
 
 
 class PacketType(enum.IntEnum):

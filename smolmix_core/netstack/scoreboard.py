@@ -76,10 +76,6 @@ class Scoreboard:
     def last(self) -> SentSegment | None:
         return self.segs[-1] if self._head < len(self.segs) else None
 
-    @property
-    def highest_sacked(self) -> int | None:
-        return self.sacked_ranges[-1][1] if self.sacked_ranges else None
-
     def record(self, start: int, end: int, now: float) -> SentSegment:
         self._xmit_counter += 1
         seg = SentSegment(start, end, self._xmit_counter, now)
