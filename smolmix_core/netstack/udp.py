@@ -102,11 +102,16 @@ class UdpSocket:
             self._queue.clear()
             self._host.udp_close(self)
 
-    def _raise_pending(self) -> None:
+    def take_error(self) -> NetstackError | None:
+        """The pending error, cleared once reported unless it is final (``StackClosed``)."""
         error = self.error
+        if error is not None and not isinstance(error, StackClosed):
+            self.error = None
+        return error
+
+    def _raise_pending(self) -> None:
+        error = self.take_error()
         if error is not None:
-            if not isinstance(error, StackClosed):
-                self.error = None
             raise error
         if self.closed:
             raise StackClosed("the UDP socket is closed")

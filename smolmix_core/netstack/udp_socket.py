@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.lowlevel import checkpoint
 
-from smolmix_core.errors import AddressNotAvailable, NetstackError, StackClosed
+from smolmix_core.errors import AddressNotAvailable, NetstackError
 from smolmix_core.netstack._waiter import Waiter
 from smolmix_core.netstack.core import Address
 from smolmix_core.netstack.streams import raise_fresh
@@ -114,10 +114,8 @@ class UdpSocket:
                     self._next = (self._next + offset + 1) % len(sockets)
                     return item
             for sock in sockets:
-                error = sock.error
+                error = sock.take_error()
                 if error is not None:
-                    if not isinstance(error, StackClosed):
-                        sock.error = None
                     raise_fresh(error)
             self._stack._check_open()
             await self._waiter.wait()
