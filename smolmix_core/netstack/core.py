@@ -448,6 +448,7 @@ class NetCore:
     # --- TcpHost (called by connections)
 
     def tcp_transmit(self, sock: TcpSocket, header: TcpHeader, payload: bytes) -> None:
+        """``_send_ip`` written out: this runs for every segment."""
         local_ip = sock.local_ip
         remote_ip = sock.remote_ip
         segment = emit_tcp(header, payload, local_ip, remote_ip)
@@ -456,11 +457,6 @@ class NetCore:
 
     def tcp_defer_ack(self, sock: TcpSocket) -> None:
         self._deferred_acks.append(sock)
-
-    def tcp_wake(self, sock: TcpSocket) -> None:
-        if not sock._wake_queued:
-            sock._wake_queued = True
-            self._wakeups.append(sock)
 
     def tcp_timer_changed(self, sock: TcpSocket) -> None:
         when = sock.deadline
@@ -538,9 +534,7 @@ class NetCore:
         else:
             length = payload_len + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
             reply = TcpHeader(header.dst_port, header.src_port, 0, (header.seq + length) & _M32, RST | ACK, 0)
-        segment = emit_tcp(reply, b"", ip.dst, ip.src)
-        self._transmit.append(emit_ip(ip.dst, ip.src, PROTO_TCP, segment, ttl=self.config.ttl))
-        self.counters["packets_out"] += 1
+        self._send_ip(ip.dst, ip.src, PROTO_TCP, emit_tcp(reply, b"", ip.dst, ip.src))
         self.counters["tcp_resets_sent"] += 1
 
     def _reply_allowed(self, now: float) -> bool:
@@ -623,8 +617,7 @@ class NetCore:
                 f"{len(data)} bytes of UDP payload exceed the {mtu - overhead} the {what} allows"
             )
         datagram = emit_udp(UdpHeader(local_port, remote_port), data, local_ip, remote_ip)
-        self._transmit.append(emit_ip(local_ip, remote_ip, PROTO_UDP, datagram, ttl=self.config.ttl))
-        self.counters["packets_out"] += 1
+        self._send_ip(local_ip, remote_ip, PROTO_UDP, datagram)
         self.counters["udp_sent"] += 1
 
     def udp_close(self, sock: UdpSocket) -> None:
@@ -633,9 +626,6 @@ class NetCore:
         for family in sock.families:
             if self._udp.get((family, sock.port)) is sock:
                 del self._udp[(family, sock.port)]
-
-    def udp_wake(self, sock: UdpSocket) -> None:
-        self._wake(sock)
 
     def _on_udp(self, ip: IpPacket, own: bool, packet: bytes, now: float) -> None:
         header, data = parse_udp(ip.payload, ip.src, ip.dst)
@@ -658,14 +648,9 @@ class NetCore:
             return
         quote = error_quote(packet)
         if ip.version == 4:
-            body = emit_icmpv4(Icmpv4Message(ICMPV4_DEST_UNREACHABLE, ICMPV4_PORT_UNREACHABLE, data=quote))
-            reply = emit_ip(ip.dst, ip.src, PROTO_ICMP, body, ttl=self.config.ttl)
+            self._send_icmp(ip, Icmpv4Message(ICMPV4_DEST_UNREACHABLE, ICMPV4_PORT_UNREACHABLE, data=quote))
         else:
-            message = Icmpv6Message(ICMPV6_DEST_UNREACHABLE, ICMPV6_PORT_UNREACHABLE, data=quote)
-            body = emit_icmpv6(message, ip.dst, ip.src)
-            reply = emit_ip(ip.dst, ip.src, PROTO_ICMPV6, body, ttl=self.config.ttl)
-        self._transmit.append(reply)
-        self.counters["packets_out"] += 1
+            self._send_icmp(ip, Icmpv6Message(ICMPV6_DEST_UNREACHABLE, ICMPV6_PORT_UNREACHABLE, data=quote))
         self.counters["icmp_unreachable_sent"] += 1
 
     # ------------------------------------------------------------------ ICMP
@@ -674,11 +659,9 @@ class NetCore:
         message = parse_icmpv4(ip.payload)
         if message.type == ICMPV4_ECHO_REQUEST:
             if own:
-                reply = Icmpv4Message(ICMPV4_ECHO_REPLY, 0, message.ident, message.seq, data=message.data)
-                self._transmit.append(
-                    emit_ip(ip.dst, ip.src, PROTO_ICMP, emit_icmpv4(reply), ttl=self.config.ttl)
+                self._send_icmp(
+                    ip, Icmpv4Message(ICMPV4_ECHO_REPLY, 0, message.ident, message.seq, data=message.data)
                 )
-                self.counters["packets_out"] += 1
                 self.counters["icmp_echo_replies"] += 1
             return
         self._on_icmp_error(4, message.type, message.code, message.mtu, message.original, now)
@@ -687,10 +670,9 @@ class NetCore:
         message = parse_icmpv6(ip.payload, ip.src, ip.dst)
         if message.type == ICMPV6_ECHO_REQUEST:
             if own:
-                reply = Icmpv6Message(ICMPV6_ECHO_REPLY, 0, message.ident, message.seq, data=message.data)
-                body = emit_icmpv6(reply, ip.dst, ip.src)
-                self._transmit.append(emit_ip(ip.dst, ip.src, PROTO_ICMPV6, body, ttl=self.config.ttl))
-                self.counters["packets_out"] += 1
+                self._send_icmp(
+                    ip, Icmpv6Message(ICMPV6_ECHO_REPLY, 0, message.ident, message.seq, data=message.data)
+                )
                 self.counters["icmp_echo_replies"] += 1
             return
         self._on_icmp_error(6, message.type, message.code, message.mtu, message.original, now)
@@ -745,6 +727,20 @@ class NetCore:
         if not sock._wake_queued:
             sock._wake_queued = True
             self._wakeups.append(sock)
+
+    tcp_wake = _wake  # the TcpHost and UdpHost names for it: no extra call on the hot path
+    udp_wake = _wake
+
+    def _send_ip(self, src: bytes, dst: bytes, protocol: int, body: bytes) -> None:
+        self._transmit.append(emit_ip(src, dst, protocol, body, ttl=self.config.ttl))
+        self.counters["packets_out"] += 1
+
+    def _send_icmp(self, ip: IpPacket, message: Icmpv4Message | Icmpv6Message) -> None:
+        """``message`` back to the sender of ``ip``, in its family."""
+        if isinstance(message, Icmpv4Message):
+            self._send_ip(ip.dst, ip.src, PROTO_ICMP, emit_icmpv4(message))
+        else:
+            self._send_ip(ip.dst, ip.src, PROTO_ICMPV6, emit_icmpv6(message, ip.dst, ip.src))
 
     def _check_open(self) -> None:
         if self._closed:
