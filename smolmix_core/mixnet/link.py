@@ -29,7 +29,6 @@ delivered from the final hop: 1643 B regular, 21 B ack, or an extended equivalen
 from __future__ import annotations
 
 import enum
-import functools
 import hashlib
 import os
 import struct
@@ -43,7 +42,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from smolmix_core.errors import GatewayError, LinkError, RoutingAddressError
 from smolmix_core.mixnet.framing import PacketType
-from smolmix_core.mixnet.routing import NymNodeRoutingAddress
+from smolmix_core.mixnet.routing import MAX_UNPADDED_SIZE, NymNodeRoutingAddress
 from smolmix_core.mixnet.x25519 import x25519, x25519_base
 
 MAGIC = b"SMXL"
@@ -85,24 +84,13 @@ def encode_forward(
     return b"".join((bytes([packet_type]), address, packet))
 
 
-_ADDRESS_SIZES = {4: 7, 6: 19}
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_address(raw: bytes) -> NymNodeRoutingAddress:
-    return NymNodeRoutingAddress.from_bytes(raw)
-
-
 def decode_forward(plaintext: bytes) -> ForwardPacket:
     """Parse a FORWARD plaintext; ``LinkError`` if it is malformed (the packet size is checked later)."""
     if len(plaintext) < 2:
         raise LinkError("forward frame too short")
-    size = _ADDRESS_SIZES.get(plaintext[1])
     try:
         packet_type = PacketType(plaintext[0])
-        if size is None or len(plaintext) < 1 + size:
-            raise RoutingAddressError(f"bad routing address (version byte {plaintext[1]})")
-        first_hop = _parse_address(bytes(plaintext[1 : 1 + size]))
+        first_hop, size = NymNodeRoutingAddress.parse_prefix(plaintext[1 : 1 + MAX_UNPADDED_SIZE])
     except (ValueError, RoutingAddressError) as exc:
         raise LinkError(f"malformed forward frame: {exc}") from None
     return ForwardPacket(first_hop, bytes(plaintext[1 + size :]), packet_type)

@@ -6,6 +6,7 @@ zero-padded to 32 bytes inside Sphinx headers and to 19 bytes in front of SURB-A
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ SPHINX_ADDRESS_SIZE = NODE_ADDRESS_LENGTH
 MAX_UNPADDED_SIZE = 19
 IPV4_SIZE = 7
 IPV6_SIZE = 19
+_SIZES = {4: IPV4_SIZE, 6: IPV6_SIZE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,21 +58,20 @@ class NymNodeRoutingAddress:
 
     @classmethod
     def parse_prefix(cls, data: bytes) -> tuple[NymNodeRoutingAddress, int]:
-        """Parse an address at the start of ``data``; returns it and the bytes it used."""
+        """Parse an address at the start of ``data``; returns it and the bytes it used.
+
+        Packets name their next hop by the thousand per second and there are few distinct hops,
+        so parsed addresses are cached (bounded) by their wire form.
+        """
         if len(data) < 1:
             raise RoutingAddressError("routing address is empty")
         version = data[0]
-        if version == 4:
-            size = IPV4_SIZE
-        elif version == 6:
-            size = IPV6_SIZE
-        else:
+        size = _SIZES.get(version)
+        if size is None:
             raise RoutingAddressError(f"routing address has unknown IP version byte {version}")
         if len(data) < size:
             raise RoutingAddressError(f"IPv{version} routing address needs {size} bytes, got {len(data)}")
-        (port,) = struct.unpack_from(">H", data, 1)
-        host = str(ipaddress.ip_address(bytes(data[3:size])))
-        return cls(host, port), size
+        return _parse_wire_form(bytes(data[:size])), size
 
     @classmethod
     def from_bytes(cls, data: bytes) -> NymNodeRoutingAddress:
@@ -90,3 +91,10 @@ class NymNodeRoutingAddress:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_wire_form(wire: bytes) -> NymNodeRoutingAddress:
+    """The address whose unpadded wire form is ``wire`` (its version and length already checked)."""
+    (port,) = struct.unpack_from(">H", wire, 1)
+    return NymNodeRoutingAddress(str(ipaddress.ip_address(wire[3:])), port)
