@@ -7,6 +7,7 @@ push 1643 bytes). No mocks on the byte path.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -32,6 +33,20 @@ def _pair(config: ClientCoreConfig | None = None, seed: int = 1) -> SimNetwork:
 
 def _payload(size: int) -> bytes:
     return random.Random(size).randbytes(size)
+
+
+def _drop_first(count: int, link_label: str) -> Callable[[str, bytes], bool]:
+    """A drop rule for the test network: lose the first ``count`` packets sent on ``link_label``."""
+    left = count
+
+    def drop(label: str, packet: bytes) -> bool:
+        nonlocal left
+        if label == link_label and left:
+            left -= 1
+            return True
+        return False
+
+    return drop
 
 
 @pytest.mark.parametrize("size", [0, 1, 1602, 1603, 20_000, 1024 * 1024])
@@ -76,15 +91,7 @@ def test_dropped_packet_is_retransmitted_after_the_timeout() -> None:
     config = ClientCoreConfig(average_packet_delay=0.05, average_ack_delay=0.05)
     net = _pair(config)
     alice, bob = net.clients["alice"], net.clients["bob"]
-    drops = {"left": 1}
-
-    def drop_first(label: str, packet: bytes) -> bool:
-        if label == "alice" and drops["left"]:
-            drops["left"] -= 1
-            return True
-        return False
-
-    net.drop = drop_first
+    net.drop = _drop_first(1, "alice")
     alice.send_plain(bob.address, b"x" * 5000, net.now)
     net.run()
     assert bob.drain_received() == []
@@ -106,15 +113,7 @@ def test_dropped_packet_is_retransmitted_after_the_timeout() -> None:
 def test_lost_ack_causes_a_duplicate_that_is_dropped() -> None:
     net = _pair()
     alice, bob = net.clients["alice"], net.clients["bob"]
-    drops = {"left": 1}
-
-    def drop_first_ack(label: str, packet: bytes) -> bool:
-        if label == "alice:ack" and drops["left"]:
-            drops["left"] -= 1
-            return True
-        return False
-
-    net.drop = drop_first_ack
+    net.drop = _drop_first(1, "alice:ack")
     alice.send_plain(bob.address, b"hello", net.now)
     net.run()
     assert bob.drain_received() == [ReceivedMessage(b"hello")]
@@ -198,15 +197,7 @@ def test_lost_reply_is_retransmitted_with_a_fresh_surb() -> None:
     net.run()
     [message] = bob.drain_received()
     assert message.sender_tag is not None
-    drops = {"left": 1}
-
-    def drop_first_reply(label: str, packet: bytes) -> bool:
-        if label == "bob" and drops["left"]:
-            drops["left"] -= 1
-            return True
-        return False
-
-    net.drop = drop_first_reply
+    net.drop = _drop_first(1, "bob")
     bob.reply(message.sender_tag, b"answer", net.now)
     net.run()
     assert alice.drain_received() == []
@@ -346,19 +337,11 @@ def test_packets_in_flight_is_exact_through_send_ack_timeout_and_retransmission(
     config = ClientCoreConfig(average_packet_delay=0.0, average_ack_delay=0.0)
     net = _pair(config)
     alice, bob = net.clients["alice"], net.clients["bob"]
-    lost = {"left": 2}
-
-    def lose_two(label: str, packet: bytes) -> bool:
-        if label == "alice" and lost["left"]:
-            lost["left"] -= 1
-            return True
-        return False
-
     alice.send_plain(bob.address, _payload(5 * 1604), net.now)
     assert (alice.packets_in_flight, alice.queued_packets) == (0, 6)
     assert net.pump_client("alice", limit=4) == 4
     assert (alice.packets_in_flight, alice.queued_packets) == (4, 2)
-    net.drop = lose_two
+    net.drop = _drop_first(2, "alice")
     net.pump_client("alice")
     assert (alice.packets_in_flight, alice.queued_packets) == (6, 0)
     net.deliver()
