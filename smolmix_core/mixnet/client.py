@@ -35,7 +35,12 @@ from anyio.abc import TaskStatus
 
 from smolmix_core.clock import Clock, RealClock
 from smolmix_core.errors import GatewayError, LinkError, MixnetClientClosed, MixnetQueueFull
-from smolmix_core.mixnet.client_core import ClientCoreConfig, MixnetClientCore, OutgoingPacket
+from smolmix_core.mixnet.client_core import (
+    ClientCoreConfig,
+    MixnetClientCore,
+    OutgoingPacket,
+    check_max_retransmissions,
+)
 from smolmix_core.mixnet.gateway_link import GatewayLink
 from smolmix_core.mixnet.interface import MixnetClient, ReceivedMessage
 from smolmix_core.mixnet.keys import ClientKeys
@@ -159,21 +164,59 @@ class SphinxClient(MixnetClient):
     def address(self) -> Recipient:
         return self._core.address
 
-    async def send(self, recipient: Recipient, data: bytes, *, lane: int | None = None) -> None:
-        await self._submit(lambda now: self._core.send_plain(recipient, data, now, lane=lane))
+    async def send(
+        self,
+        recipient: Recipient,
+        data: bytes,
+        *,
+        lane: int | None = None,
+        max_retransmissions: int | None = None,
+    ) -> None:
+        check_max_retransmissions(max_retransmissions)
+        await self._submit(
+            lambda now: self._core.send_plain(
+                recipient, data, now, lane=lane, max_retransmissions=max_retransmissions
+            )
+        )
 
     async def send_anonymous(
-        self, recipient: Recipient, data: bytes, *, reply_surbs: int = 10, lane: int | None = None
+        self,
+        recipient: Recipient,
+        data: bytes,
+        *,
+        reply_surbs: int = 10,
+        lane: int | None = None,
+        max_retransmissions: int | None = None,
     ) -> None:
         """Send a Repliable message; ``SurbError`` if ``reply_surbs`` exceeds what one request may carry
         (``maximum_allowed_reply_surb_request_size``), checked before waiting for queue space."""
         self._core.check_reply_surbs(reply_surbs)
+        check_max_retransmissions(max_retransmissions)
         await self._submit(
-            lambda now: self._core.send_anonymous(recipient, data, now, reply_surbs=reply_surbs, lane=lane)
+            lambda now: self._core.send_anonymous(
+                recipient,
+                data,
+                now,
+                reply_surbs=reply_surbs,
+                lane=lane,
+                max_retransmissions=max_retransmissions,
+            )
         )
 
-    async def reply(self, sender_tag: bytes, data: bytes, *, lane: int | None = None) -> None:
-        await self._submit(lambda now: self._core.reply(sender_tag, data, now, lane=lane))
+    async def reply(
+        self,
+        sender_tag: bytes,
+        data: bytes,
+        *,
+        lane: int | None = None,
+        max_retransmissions: int | None = None,
+    ) -> None:
+        check_max_retransmissions(max_retransmissions)
+        await self._submit(
+            lambda now: self._core.reply(
+                sender_tag, data, now, lane=lane, max_retransmissions=max_retransmissions
+            )
+        )
 
     async def receive(self) -> ReceivedMessage:
         try:

@@ -81,6 +81,12 @@ SURB_REQUEST_LANE = "reply_surb_request"
 ADDITIONAL_SURBS_LANE = "additional_reply_surbs"
 
 
+def check_max_retransmissions(limit: int | None) -> None:
+    """``ValueError`` unless ``limit`` is None or a non-negative int (checked before queueing)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"max_retransmissions must be None or an integer >= 0, got {limit!r}")
+
+
 @dataclass(frozen=True)
 class ClientCoreConfig:
     """Timing, format and bounds of a client core (defaults as in spec §11–§12; seconds)."""
@@ -161,6 +167,7 @@ class _Job:
     uses_reserve: bool = False
     surb: ReplySurb | None = None
     retransmissions: int = 0
+    max_retransmissions: int | None = None
     state: _State = _State.QUEUED
     deadline: float | None = None
     expected_delay: float = 0.0
@@ -226,22 +233,48 @@ class MixnetClientCore:
 
     # --- sending ---------------------------------------------------------------------------
 
-    def send_plain(self, recipient: Recipient, data: bytes, now: float, *, lane: int | None = None) -> None:
-        """Queue a Plain message; ``TopologyError`` if the recipient's gateway is unknown."""
+    def send_plain(
+        self,
+        recipient: Recipient,
+        data: bytes,
+        now: float,
+        *,
+        lane: int | None = None,
+        max_retransmissions: int | None = None,
+    ) -> None:
+        """Queue a Plain message; ``TopologyError`` if the recipient's gateway is unknown.
+
+        ``max_retransmissions`` caps how often each fragment is resent after an ack timeout (0:
+        never, as for traffic that recovers on its own, such as TCP); None keeps the client's
+        configured policy, which also caps any per-message value.
+        """
+        check_max_retransmissions(max_retransmissions)
         self._topology.gateway(recipient.gateway)
-        self._queue_forward(encode_message(PlainMessage(bytes(data))), recipient, lane, now)
+        raw = encode_message(PlainMessage(bytes(data)))
+        self._queue_forward(raw, recipient, lane, now, max_retransmissions)
 
     def send_anonymous(
-        self, recipient: Recipient, data: bytes, now: float, *, reply_surbs: int, lane: int | None = None
+        self,
+        recipient: Recipient,
+        data: bytes,
+        now: float,
+        *,
+        reply_surbs: int,
+        lane: int | None = None,
+        max_retransmissions: int | None = None,
     ) -> None:
         """Queue a Repliable message carrying ``reply_surbs`` fresh SURBs under our tag for ``recipient``.
 
-        ``SurbError`` outside ``0..maximum_allowed_reply_surb_request_size`` (see ``check_reply_surbs``).
+        ``SurbError`` outside ``0..maximum_allowed_reply_surb_request_size`` (see ``check_reply_surbs``);
+        ``max_retransmissions`` as for ``send_plain``.
         """
         self.check_reply_surbs(reply_surbs)
+        check_max_retransmissions(max_retransmissions)
         self._topology.gateway(recipient.gateway)
         tag = self._sender_tags.tag_for(recipient)
-        self._send_surbs(recipient, tag, RepliableKind.DATA, reply_surbs, bytes(data), lane, now)
+        self._send_surbs(
+            recipient, tag, RepliableKind.DATA, reply_surbs, bytes(data), lane, now, max_retransmissions
+        )
 
     def check_reply_surbs(self, count: int) -> None:
         """``SurbError`` unless ``0 <= count <= maximum_allowed_reply_surb_request_size``.
@@ -253,15 +286,26 @@ class MixnetClientCore:
         if not 0 <= count <= limit:
             raise SurbError(f"reply_surbs must be between 0 and {limit}, got {count}")
 
-    def reply(self, sender_tag: bytes, data: bytes, now: float, *, lane: int | None = None) -> None:
+    def reply(
+        self,
+        sender_tag: bytes,
+        data: bytes,
+        now: float,
+        *,
+        lane: int | None = None,
+        max_retransmissions: int | None = None,
+    ) -> None:
         """Answer through the SURBs filed under ``sender_tag``; more are requested when short.
 
-        ``SurbError`` if no SURBs are held for the tag and none are on their way.
+        ``SurbError`` if no SURBs are held for the tag and none are on their way;
+        ``max_retransmissions`` as for ``send_plain``.
         """
+        check_max_retransmissions(max_retransmissions)
         tag = bytes(sender_tag)
         if self._surbs.available(tag) == 0 and self._surbs.pending_reception(tag) == 0:
             raise SurbError(f"no reply SURBs held or on their way for this sender tag ({tag.hex()})")
-        jobs = self._fragment_jobs(encode_message(ReplyData(bytes(data))), lane, now, reply_tag=tag)
+        raw = encode_message(ReplyData(bytes(data)))
+        jobs = self._fragment_jobs(raw, lane, now, reply_tag=tag, max_retransmissions=max_retransmissions)
         self._wait_for_surbs(tag, jobs)
         self._release_waiting(tag, now)
 
@@ -274,11 +318,12 @@ class MixnetClientCore:
         data: bytes,
         lane: Lane,
         now: float,
+        max_retransmissions: int | None = None,
     ) -> None:
         legacy = self.config.use_legacy_sphinx_format
         surbs = [self._make_reply_surb() for _ in range(count)]
         message = RepliableMessage(tag, kind, tuple(surb.to_bytes() for surb in surbs), data, legacy)
-        self._queue_forward(encode_message(message), recipient, lane, now)
+        self._queue_forward(encode_message(message), recipient, lane, now, max_retransmissions)
         for surb in surbs:
             self._reply_keys.insert(surb.encryption_key, now)
         self._counters["reply_surbs_sent"] += count
@@ -293,8 +338,13 @@ class MixnetClientCore:
             legacy=self.config.use_legacy_sphinx_format,
         )
 
-    def _queue_forward(self, raw: bytes, recipient: Recipient, lane: Lane, now: float) -> None:
-        for job in self._fragment_jobs(raw, lane, now, recipient=recipient):
+    def _queue_forward(
+        self, raw: bytes, recipient: Recipient, lane: Lane, now: float, max_retransmissions: int | None = None
+    ) -> None:
+        jobs = self._fragment_jobs(
+            raw, lane, now, recipient=recipient, max_retransmissions=max_retransmissions
+        )
+        for job in jobs:
             self._lanes.setdefault(lane, deque()).append(job)
 
     def _fragment_jobs(
@@ -306,6 +356,7 @@ class MixnetClientCore:
         recipient: Recipient | None = None,
         reply_tag: bytes | None = None,
         uses_reserve: bool = False,
+        max_retransmissions: int | None = None,
     ) -> list[_Job]:
         padded = pad_message(raw, self.config.fragment_size)
         while True:
@@ -327,6 +378,7 @@ class MixnetClientCore:
                 recipient=recipient,
                 reply_tag=reply_tag,
                 uses_reserve=uses_reserve,
+                max_retransmissions=max_retransmissions,
                 since=now,
             )
             for fragment in fragments
@@ -686,9 +738,8 @@ class MixnetClientCore:
 
     def _on_ack_timeout(self, job: _Job, now: float) -> None:
         cfg = self.config
-        if not cfg.retransmissions or (
-            cfg.max_retransmissions is not None and job.retransmissions >= cfg.max_retransmissions
-        ):
+        limits = [limit for limit in (cfg.max_retransmissions, job.max_retransmissions) if limit is not None]
+        if not cfg.retransmissions or (limits and job.retransmissions >= min(limits)):
             self._counters["fragments_abandoned"] += 1
             self._finish(job)
             return
@@ -810,4 +861,5 @@ __all__ = [
     "Lane",
     "MixnetClientCore",
     "OutgoingPacket",
+    "check_max_retransmissions",
 ]

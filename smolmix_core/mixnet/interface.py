@@ -34,15 +34,28 @@ class MixnetClient(ABC):
         """This client's own Recipient (where others send to it)."""
 
     @abstractmethod
-    async def send(self, recipient: Recipient, data: bytes) -> None:
-        """Send a Plain message: the recipient learns nothing about us and cannot reply."""
+    async def send(
+        self, recipient: Recipient, data: bytes, *, max_retransmissions: int | None = None
+    ) -> None:
+        """Send a Plain message: the recipient learns nothing about us and cannot reply.
+
+        ``max_retransmissions`` caps resends of a packet whose ack does not come (0: never, for
+        traffic that recovers on its own, such as TCP inside the tunnel); None: the client's default.
+        """
 
     @abstractmethod
-    async def send_anonymous(self, recipient: Recipient, data: bytes, *, reply_surbs: int = 10) -> None:
+    async def send_anonymous(
+        self,
+        recipient: Recipient,
+        data: bytes,
+        *,
+        reply_surbs: int = 10,
+        max_retransmissions: int | None = None,
+    ) -> None:
         """Send a Repliable message carrying ``reply_surbs`` SURBs under our per-recipient sender tag."""
 
     @abstractmethod
-    async def reply(self, sender_tag: bytes, data: bytes) -> None:
+    async def reply(self, sender_tag: bytes, data: bytes, *, max_retransmissions: int | None = None) -> None:
         """Answer the holder of ``sender_tag`` through the SURBs it sent us."""
 
     @abstractmethod

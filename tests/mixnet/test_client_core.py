@@ -147,6 +147,51 @@ def test_max_retransmissions_gives_up() -> None:
     assert stats["unacked_fragments"] == 0
 
 
+@pytest.mark.parametrize(
+    ("config_limit", "message_limit", "expected"), [(None, 0, 0), (None, 1, 1), (1, 3, 1)]
+)
+def test_per_message_retransmission_limit(
+    config_limit: int | None, message_limit: int, expected: int
+) -> None:
+    """A message's own limit applies (0: never resent, as the tunnel sends TCP); the config caps it."""
+    net = _pair(ClientCoreConfig(max_retransmissions=config_limit))
+    net.drop = lambda label, packet: label == "alice"
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_plain(bob.address, b"lost", net.now, max_retransmissions=message_limit)
+    for _ in range(5):
+        net.run()
+        net.advance(30.0)
+    stats = alice.stats()
+    assert stats.get("retransmissions_sent", 0) == expected
+    assert stats["fragments_abandoned"] == 1
+    assert stats["unacked_fragments"] == 0
+
+
+def test_lost_reply_with_no_retransmissions_is_abandoned() -> None:
+    net = _pair()
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    alice.send_anonymous(bob.address, b"q", net.now, reply_surbs=20, max_retransmissions=0)
+    net.run()
+    [message] = bob.drain_received()
+    assert message.sender_tag is not None
+    net.drop = _drop_first(1, "bob")
+    bob.reply(message.sender_tag, b"answer", net.now, max_retransmissions=0)
+    for _ in range(3):
+        net.run()
+        net.advance(10.0)
+    assert alice.drain_received() == []
+    assert bob.stats().get("retransmissions_sent", 0) == 0
+    assert bob.reply_surbs_available(message.sender_tag) == 19, "no SURB spent on a resend"
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+def test_bad_retransmission_limit_is_a_value_error(bad: object) -> None:
+    net = _pair()
+    alice, bob = net.clients["alice"], net.clients["bob"]
+    with pytest.raises(ValueError, match="max_retransmissions"):
+        alice.send_plain(bob.address, b"x", net.now, max_retransmissions=bad)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("legacy", [True, False])
 def test_anonymous_message_and_reply(legacy: bool) -> None:
     net = _pair(ClientCoreConfig(use_legacy_sphinx_format=legacy))
