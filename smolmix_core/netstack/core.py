@@ -96,6 +96,7 @@ _MAX_TEXT_CACHE = 4096
 COUNTERS = (
     "packets_in",
     "packets_out",
+    "packets_oversize",
     "bad_checksum",
     "malformed",
     "fragments",
@@ -452,7 +453,11 @@ class NetCore:
         local_ip = sock.local_ip
         remote_ip = sock.remote_ip
         segment = emit_tcp(header, payload, local_ip, remote_ip)
-        self._transmit.append(emit_ip(local_ip, remote_ip, PROTO_TCP, segment, ttl=self.config.ttl))
+        packet = emit_ip(local_ip, remote_ip, PROTO_TCP, segment, ttl=self.config.ttl)
+        if len(packet) > self.config.mtu:
+            self._oversize(packet)
+            return
+        self._transmit.append(packet)
         self.counters["packets_out"] += 1
 
     def tcp_defer_ack(self, sock: TcpSocket) -> None:
@@ -732,11 +737,25 @@ class NetCore:
     udp_wake = _wake
 
     def _send_ip(self, src: bytes, dst: bytes, protocol: int, body: bytes) -> None:
-        self._transmit.append(emit_ip(src, dst, protocol, body, ttl=self.config.ttl))
+        packet = emit_ip(src, dst, protocol, body, ttl=self.config.ttl)
+        if len(packet) > self.config.mtu:
+            self._oversize(packet)
+            return
+        self._transmit.append(packet)
         self.counters["packets_out"] += 1
 
+    def _oversize(self, packet: bytes) -> None:
+        """Never put a packet larger than the MTU on the device (it would vanish there)."""
+        self.counters["packets_oversize"] += 1
+        logger.debug("netstack: dropped a %d-byte packet over the %d-byte MTU", len(packet), self.config.mtu)
+
     def _send_icmp(self, ip: IpPacket, message: Icmpv4Message | Icmpv6Message) -> None:
-        """``message`` back to the sender of ``ip``, in its family."""
+        """``message`` back to the sender of ``ip``, in its family; an error's quote is cut so
+        that the reply fits the MTU (RFC 1812 4.3.2.3, RFC 4443 2.4 (c))."""
+        if message.is_error and message.data:
+            room = self.config.mtu - (20 if ip.version == 4 else 40) - 8
+            if len(message.data) > room:
+                message.data = message.data[:room]
         if isinstance(message, Icmpv4Message):
             self._send_ip(ip.dst, ip.src, PROTO_ICMP, emit_icmpv4(message))
         else:
