@@ -1180,6 +1180,8 @@ class TcpSocket:
         if state == SYN_RECEIVED:
             if self.listener is None:
                 error = ConnectionRefused(f"{self.remote} refused the connection")
+            else:  # seen only by an application that accepted a deferred request
+                error = ConnectionReset(f"{self.remote} reset the connection during the handshake")
         elif state in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
             error = ConnectionReset(f"{self.remote} reset the connection")
         self._terminate(error, now, send_rst=False)
@@ -1286,7 +1288,8 @@ class TcpSocket:
             if self._syn_rexmits > limit:
                 if passive:
                     stats["tcp_syn_received_timeouts"] += 1
-                    self._terminate(None, now, send_rst=False)
+                    lost = ConnectionTimedOut(f"{self.remote} never completed the handshake")
+                    self._terminate(lost, now, send_rst=False)
                 else:
                     error = self._soft_error or ConnectionTimedOut(f"no answer from {self.remote}")
                     self._terminate(error, now, send_rst=False)

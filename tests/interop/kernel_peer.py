@@ -110,6 +110,11 @@ class KernelPeer:
     def sysctl(self, name: str, value: str) -> None:
         _sysctl(self.netns, name, value)
 
+    def route_to_stack(self, prefix: str) -> None:
+        """Route ``prefix`` (say ``10.66.0.0/24``) out of the TUN: to our stack, as to an exit."""
+        family = "-6" if ":" in prefix else "-4"
+        _ip("-n", self.netns, family, "route", "add", prefix, "dev", self.tun.name)
+
 
 def _new_namespace(exits: ExitStack) -> str:
     netns = f"smx-{secrets.token_hex(4)}"
