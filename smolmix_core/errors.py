@@ -55,6 +55,10 @@ class HostUnreachable(NetstackError):
     """ICMP destination unreachable (other than port unreachable) or no route to the address."""
 
 
+class ConnectionProhibited(HostUnreachable):
+    """ICMP "administratively prohibited": a filter or the exit's policy refused the destination."""
+
+
 class AddressInUse(NetstackError):
     """The requested local address and port are already bound."""
 
@@ -77,6 +81,10 @@ class MessageTooLarge(NetstackError):
 
 class DeviceError(NetstackError):
     """A device could not be opened or failed while running."""
+
+
+class RequestClosed(NetstackError):
+    """A deferred connection request was already answered, expired, or lost its listener."""
 
 
 # --- mixnet -----------------------------------------------------------------------------------

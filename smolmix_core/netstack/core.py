@@ -32,7 +32,7 @@ import ipaddress
 import itertools
 import logging
 import random
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 
 from smolmix_core.errors import (
@@ -53,15 +53,28 @@ from smolmix_core.netstack.listener import TcpListener
 from smolmix_core.netstack.pmtu import PathMtuCache
 from smolmix_core.netstack.ports import pick_ephemeral_port
 from smolmix_core.netstack.tcp import ACK, FIN, INF, RST, SYN, Address, TcpSocket
+from smolmix_core.netstack.tcp_request import (
+    ANSWER_MEMORY,
+    DEFAULT_REQUEST_TIMEOUT,
+    RequestState,
+    TcpRequest,
+    Unreachable,
+)
 from smolmix_core.netstack.udp import UdpSocket
 from smolmix_core.wire import (
+    ICMPV4_ADMIN_PROHIBITED,
     ICMPV4_DEST_UNREACHABLE,
     ICMPV4_ECHO_REPLY,
     ICMPV4_ECHO_REQUEST,
+    ICMPV4_HOST_UNREACHABLE,
+    ICMPV4_NET_UNREACHABLE,
     ICMPV4_PORT_UNREACHABLE,
+    ICMPV6_ADDRESS_UNREACHABLE,
+    ICMPV6_ADMIN_PROHIBITED,
     ICMPV6_DEST_UNREACHABLE,
     ICMPV6_ECHO_REPLY,
     ICMPV6_ECHO_REQUEST,
+    ICMPV6_NO_ROUTE,
     ICMPV6_PORT_UNREACHABLE,
     PROTO_ICMP,
     PROTO_ICMPV6,
@@ -86,7 +99,7 @@ from smolmix_core.wire import (
     quoted_flow,
 )
 
-__all__ = ["Address", "NetCore", "TcpListener", "TcpSocket", "UdpSocket"]
+__all__ = ["Address", "NetCore", "TcpListener", "TcpRequest", "TcpSocket", "UdpSocket", "Unreachable"]
 
 logger = logging.getLogger("smolmix.netstack")
 
@@ -96,6 +109,7 @@ _MAX_TEXT_CACHE = 4096
 COUNTERS = (
     "packets_in",
     "packets_out",
+    "packets_oversize",
     "bad_checksum",
     "malformed",
     "fragments",
@@ -145,6 +159,13 @@ COUNTERS = (
     "tcp_sack_ignored",
     "tcp_connections_opened",
     "tcp_connections_accepted",
+    "tcp_requests",
+    "tcp_request_syn_retransmits",
+    "tcp_request_answers_repeated",
+    "tcp_requests_accepted",
+    "tcp_requests_refused",
+    "tcp_requests_rejected",
+    "tcp_requests_expired",
     "udp_no_socket",
     "udp_queue_drops",
     "udp_sent",
@@ -158,6 +179,14 @@ COUNTERS = (
 )
 
 _TcpKey = tuple[bytes, int, bytes, int]  # (remote ip, remote port, local ip, local port)
+_ANSWERS_REMEMBERED = 4096  # answered requests kept for retransmitted SYNs; oldest forgotten first
+
+# ICMP (v4 code, v6 code) of destination unreachable for each reason a request is rejected
+_UNREACHABLE_CODES = {
+    Unreachable.NETWORK: (ICMPV4_NET_UNREACHABLE, ICMPV6_NO_ROUTE),
+    Unreachable.HOST: (ICMPV4_HOST_UNREACHABLE, ICMPV6_ADDRESS_UNREACHABLE),
+    Unreachable.PROHIBITED: (ICMPV4_ADMIN_PROHIBITED, ICMPV6_ADMIN_PROHIBITED),
+}
 
 
 class NetCore:
@@ -180,6 +209,10 @@ class NetCore:
         self._tcp: dict[_TcpKey, TcpSocket] = {}
         self._listeners: dict[tuple[int, int], TcpListener] = {}
         self._listen_any: TcpListener | None = None
+        # deferred accept: requests waiting for an answer, and answers remembered for a while;
+        # both in deadline order (one forwarder listener, one timeout), so the first expires first
+        self._pending: OrderedDict[_TcpKey, TcpRequest] = OrderedDict()
+        self._answered: OrderedDict[_TcpKey, TcpRequest] = OrderedDict()
         self._udp: dict[tuple[int, int], UdpSocket] = {}
         self._udp_any: UdpSocket | None = None
         self._isn = IsnGenerator(self._rng)
@@ -219,7 +252,7 @@ class NetCore:
         try:
             protocol = ip.protocol
             if protocol == PROTO_TCP:
-                self._on_tcp(ip, own, now)
+                self._on_tcp(ip, own, packet, now)
             elif protocol == PROTO_UDP:
                 self._on_udp(ip, own, packet, now)
             elif protocol == PROTO_ICMP and ip.version == 4:
@@ -268,6 +301,16 @@ class NetCore:
         return woken
 
     def poll_deadline(self) -> float | None:
+        deadline = self._tcp_deadline()
+        if self._pending or self._answered:
+            for requests in (self._pending, self._answered):
+                if requests:
+                    when = next(iter(requests.values())).deadline
+                    if deadline is None or when < deadline:
+                        deadline = when
+        return deadline
+
+    def _tcp_deadline(self) -> float | None:
         timers = self._timers
         while timers:
             when, _, sock = timers[0]
@@ -304,10 +347,13 @@ class NetCore:
                     sock.fail(StackClosed("internal error in the TCP stack"), now)
             if sock.deadline != INF and sock.deadline < sock._heap_at:
                 self.tcp_timer_changed(sock)
+        if self._pending or self._answered:
+            self._expire_requests(now)
 
     def stats(self) -> dict[str, int]:
         snapshot = dict(self.counters)
         snapshot["tcp_sockets"] = len(self._tcp)
+        snapshot["tcp_requests_pending"] = len(self._pending)
         snapshot["pmtu_entries"] = len(self._pmtu)
         snapshot["tcp_listeners"] = len(self._listeners) + (self._listen_any is not None)
         snapshot["udp_sockets"] = len({id(s) for s in self._udp.values()}) + (self._udp_any is not None)
@@ -331,6 +377,10 @@ class NetCore:
             self._wake(listener)
         self._listeners.clear()
         self._listen_any = None
+        for request in self._pending.values():
+            request.state = RequestState.CLOSED
+        self._pending.clear()
+        self._answered.clear()
         udp_sockets = {id(s): s for s in self._udp.values()}
         if self._udp_any is not None:
             udp_sockets[id(self._udp_any)] = self._udp_any
@@ -388,13 +438,24 @@ class NetCore:
         self._listeners[(family, port)] = listener
         return listener
 
-    def tcp_listen_any(self) -> TcpListener:
-        """Forwarder mode: accept SYNs to any address and port not otherwise listened on."""
+    def tcp_listen_any(
+        self, *, deferred: bool = False, request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    ) -> TcpListener:
+        """Forwarder mode: accept SYNs to any address and port not otherwise listened on.
+
+        ``deferred``: each new SYN becomes a ``TcpRequest`` (``listener.next_request()``) that
+        the application answers (accept, refuse, reject) before the client learns anything; one
+        unanswered for ``request_timeout`` seconds is rejected as host unreachable. Requests
+        and half-open connections together are bounded by ``syn_backlog``; SYNs beyond are
+        dropped and counted (``tcp_syn_backlog_drops``), and the client retransmits them.
+        """
         self._check_open()
         if not self.config.forward_all:
             raise AddressNotAvailable("tcp_listen_any needs StackConfig.forward_all")
         if self._listen_any is not None:
             raise AddressInUse("a forwarder listener exists")
+        if deferred and not request_timeout > 0:
+            raise ValueError(f"request_timeout must be positive, not {request_timeout!r}")
         listener = TcpListener(
             self,
             ("*", 0),
@@ -402,6 +463,8 @@ class NetCore:
             syn_backlog=self.config.syn_backlog,
             accept_backlog=self.config.accept_backlog,
             forward_all=True,
+            deferred=deferred,
+            request_timeout=request_timeout,
         )
         self._listen_any = listener
         return listener
@@ -419,6 +482,11 @@ class NetCore:
             child.fail(NetstackError("the listener was closed"), now)
         listener.embryonic.clear()
         listener.queue.clear()
+        for request in [r for r in self._pending.values() if r.listener is listener]:
+            self._forget_pending(request)
+            request.state = RequestState.CLOSED
+            self._send_reset_for(request.ip, request.syn, 0)  # the client hears at once
+        listener.requests.clear()
         self._wake(listener)
 
     def _new_tcp(
@@ -452,7 +520,11 @@ class NetCore:
         local_ip = sock.local_ip
         remote_ip = sock.remote_ip
         segment = emit_tcp(header, payload, local_ip, remote_ip)
-        self._transmit.append(emit_ip(local_ip, remote_ip, PROTO_TCP, segment, ttl=self.config.ttl))
+        packet = emit_ip(local_ip, remote_ip, PROTO_TCP, segment, ttl=self.config.ttl)
+        if len(packet) > self.config.mtu:
+            self._oversize(packet)
+            return
+        self._transmit.append(packet)
         self.counters["packets_out"] += 1
 
     def tcp_defer_ack(self, sock: TcpSocket) -> None:
@@ -468,6 +540,10 @@ class NetCore:
         listener = sock.listener
         if not isinstance(listener, TcpListener) or listener.closed:
             return False
+        if listener.deferred:  # the application holds the socket since it accepted the request
+            listener.embryonic.discard(sock)
+            self.counters["tcp_connections_accepted"] += 1
+            return True
         if len(listener.queue) >= listener.accept_backlog:
             return False
         listener.embryonic.discard(sock)
@@ -486,7 +562,7 @@ class NetCore:
 
     # --- segments in
 
-    def _on_tcp(self, ip: IpPacket, own: bool, now: float) -> None:
+    def _on_tcp(self, ip: IpPacket, own: bool, packet: bytes, now: float) -> None:
         header, payload = parse_tcp(ip.payload, ip.src, ip.dst)
         key = (ip.src, header.src_port, ip.dst, header.dst_port)
         sock = self._tcp.get(key)
@@ -501,12 +577,17 @@ class NetCore:
             if not reopen:
                 return
         flags = header.flags
+        if (self._pending or self._answered) and self._on_request_segment(key, ip, header, packet, now):
+            return
         if flags & SYN and not flags & (ACK | RST | FIN):
             listener = self._listeners.get((ip.version, header.dst_port)) if own else None
             if listener is None:
                 listener = self._listen_any
             if listener is not None:
-                self._on_syn(listener, ip, header, now)
+                if listener.deferred:
+                    self._on_syn_deferred(listener, key, ip, header, packet, now)
+                else:
+                    self._on_syn(listener, ip, header, now)
                 return
         self.counters["tcp_no_socket"] += 1
         if not flags & RST and (own or self._listen_any is not None):
@@ -524,10 +605,151 @@ class NetCore:
         listener.embryonic.add(sock)
         sock.accept_syn(header, now)
 
+    # --- deferred accept (forwarder): requests
+
+    def _on_syn_deferred(
+        self, listener: TcpListener, key: _TcpKey, ip: IpPacket, header: TcpHeader, packet: bytes, now: float
+    ) -> None:
+        if len(listener.embryonic) + listener.pending >= listener.syn_backlog:
+            self.counters["tcp_syn_backlog_drops"] += 1
+            return
+        request = TcpRequest(
+            self,
+            listener,
+            key,
+            (self._text(ip.src), header.src_port),
+            (self._text(ip.dst), header.dst_port),
+            ip,
+            header,
+            bytes(packet),
+            now + listener.request_timeout,
+        )
+        self._pending[key] = request
+        listener.pending += 1
+        queued = listener.requests
+        while queued and not queued[0].pending:  # expired before the application took them
+            queued.popleft()
+        queued.append(request)
+        self.counters["tcp_requests"] += 1
+        self._wake(listener)
+
+    def _on_request_segment(
+        self, key: _TcpKey, ip: IpPacket, header: TcpHeader, packet: bytes, now: float
+    ) -> bool:
+        """A segment for a 4-tuple with a request: True when it is dealt with here."""
+        flags = header.flags
+        is_syn = bool(flags & SYN) and not flags & (ACK | RST | FIN)
+        request = self._pending.get(key)
+        if request is not None:
+            if is_syn:  # retransmitted, or a new attempt: the latest SYN is the one to answer
+                request.ip = ip
+                request.syn = header
+                request.packet = bytes(packet)
+                self.counters["tcp_request_syn_retransmits"] += 1
+            return True  # nothing else belongs before our answer (RFC 9293 ignores RST in LISTEN)
+        request = self._answered.get(key)
+        if request is None or not is_syn:
+            return False
+        if header.seq != request.syn.seq:  # a new attempt on the same 4-tuple: a new request
+            del self._answered[key]
+            return False
+        if self._reply_allowed(now):
+            self.counters["tcp_request_answers_repeated"] += 1
+            self._send_answer(request)
+        return True
+
+    def tcp_accept_request(self, request: TcpRequest, now: float) -> TcpSocket:
+        self.last_now = now
+        self._check_open()
+        request.check_pending()
+        self._forget_pending(request)
+        request.state = RequestState.ACCEPTED
+        ip = request.ip
+        listener = request.listener
+        sock = self._new_tcp(ip.dst, request.dst[1], ip.src, request.src[1], now, listener)
+        listener.embryonic.add(sock)
+        request.socket = sock
+        self.counters["tcp_requests_accepted"] += 1
+        sock.accept_syn(request.syn, now)
+        return sock
+
+    def tcp_refuse_request(self, request: TcpRequest, now: float) -> None:
+        self.last_now = now
+        self._check_open()
+        request.check_pending()
+        self._answer(request, RequestState.REFUSED, now)
+        self.counters["tcp_requests_refused"] += 1
+
+    def tcp_reject_request(self, request: TcpRequest, reason: Unreachable, now: float) -> None:
+        self.last_now = now
+        self._check_open()
+        if not isinstance(reason, Unreachable):
+            raise TypeError(f"reason must be an Unreachable member, not {reason!r}")
+        request.check_pending()
+        request.reason = reason
+        self._answer(request, RequestState.REJECTED, now)
+        self.counters["tcp_requests_rejected"] += 1
+
+    def _forget_pending(self, request: TcpRequest) -> None:
+        if self._pending.get(request.key) is request:
+            del self._pending[request.key]
+            request.listener.pending -= 1
+
+    def _answer(self, request: TcpRequest, state: RequestState, now: float) -> None:
+        """Answer a pending request for the application (or for it, on expiry) and remember the
+        answer, so that a retransmission of the same SYN gets it again."""
+        self._forget_pending(request)
+        request.state = state
+        self._send_answer(request)
+        request.deadline = now + ANSWER_MEMORY
+        answered = self._answered
+        answered.pop(request.key, None)
+        answered[request.key] = request
+        while len(answered) > _ANSWERS_REMEMBERED:
+            answered.popitem(last=False)
+
+    def _send_answer(self, request: TcpRequest) -> None:
+        ip = request.ip
+        if request.state is RequestState.REFUSED:
+            self._send_reset_for(ip, request.syn, 0)
+            return
+        v4_code, v6_code = _UNREACHABLE_CODES[request.reason or Unreachable.HOST]
+        quote = error_quote(request.packet)
+        message: Icmpv4Message | Icmpv6Message
+        if ip.version == 4:
+            message = Icmpv4Message(ICMPV4_DEST_UNREACHABLE, v4_code, data=quote)
+        else:
+            message = Icmpv6Message(ICMPV6_DEST_UNREACHABLE, v6_code, data=quote)
+        self._send_icmp(ip, message)
+        self.counters["icmp_unreachable_sent"] += 1
+
+    def _expire_requests(self, now: float) -> None:
+        answered = self._answered
+        while answered:
+            request = next(iter(answered.values()))
+            if request.deadline > now:
+                break
+            answered.popitem(last=False)
+        pending = self._pending
+        while pending:
+            request = next(iter(pending.values()))
+            if request.deadline > now:
+                break
+            self.counters["tcp_requests_expired"] += 1
+            request.reason = Unreachable.HOST
+            if self._reply_allowed(now):
+                self._answer(request, RequestState.EXPIRED, now)
+            else:
+                self._forget_pending(request)
+                request.state = RequestState.EXPIRED
+
     def _reset_reply(self, ip: IpPacket, header: TcpHeader, payload_len: int, now: float) -> None:
         """RFC 9293 3.10.7.1: a RST for a segment that belongs to no connection (rate limited)."""
         if not self._reply_allowed(now):
             return
+        self._send_reset_for(ip, header, payload_len)
+
+    def _send_reset_for(self, ip: IpPacket, header: TcpHeader, payload_len: int) -> None:
         flags = header.flags
         if flags & ACK:
             reply = TcpHeader(header.dst_port, header.src_port, header.ack, 0, RST, 0)
@@ -685,6 +907,9 @@ class NetCore:
             return
         stats["icmp_errors_received"] += 1
         flow = quoted_flow(quote)
+        if verdict.error is not None:  # again, naming the destination in the error
+            where = f"{self._text(flow.dst)}:{flow.dst_port}" if flow.dst_port else self._text(flow.dst)
+            verdict = classify_icmp_error(version, kind, code, mtu, where) or verdict
         credible = False
         mtu = self._mtu_floor(version, verdict.mtu) if verdict.mtu else 0
         if mtu and _quoted_length(quote) <= mtu:
@@ -732,11 +957,25 @@ class NetCore:
     udp_wake = _wake
 
     def _send_ip(self, src: bytes, dst: bytes, protocol: int, body: bytes) -> None:
-        self._transmit.append(emit_ip(src, dst, protocol, body, ttl=self.config.ttl))
+        packet = emit_ip(src, dst, protocol, body, ttl=self.config.ttl)
+        if len(packet) > self.config.mtu:
+            self._oversize(packet)
+            return
+        self._transmit.append(packet)
         self.counters["packets_out"] += 1
 
+    def _oversize(self, packet: bytes) -> None:
+        """Never put a packet larger than the MTU on the device (it would vanish there)."""
+        self.counters["packets_oversize"] += 1
+        logger.debug("netstack: dropped a %d-byte packet over the %d-byte MTU", len(packet), self.config.mtu)
+
     def _send_icmp(self, ip: IpPacket, message: Icmpv4Message | Icmpv6Message) -> None:
-        """``message`` back to the sender of ``ip``, in its family."""
+        """``message`` back to the sender of ``ip``, in its family; an error's quote is cut so
+        that the reply fits the MTU (RFC 1812 4.3.2.3, RFC 4443 2.4 (c))."""
+        if message.is_error and message.data:
+            room = self.config.mtu - (20 if ip.version == 4 else 40) - 8
+            if len(message.data) > room:
+                message.data = message.data[:room]
         if isinstance(message, Icmpv4Message):
             self._send_ip(ip.dst, ip.src, PROTO_ICMP, emit_icmpv4(message))
         else:

@@ -1,4 +1,9 @@
-"""Listening TCP sockets: a bounded set of half-open connections and a bounded accept queue."""
+"""Listening TCP sockets: a bounded set of half-open connections and a bounded accept queue.
+
+A deferred forwarder listener (``NetCore.tcp_listen_any(deferred=True)``) queues connection
+requests instead (``tcp_request``); its ``syn_backlog`` bounds requests and half-open
+connections together.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from smolmix_core.errors import NetstackError
 
 if TYPE_CHECKING:
     from smolmix_core.netstack.tcp import Address, TcpSocket
+    from smolmix_core.netstack.tcp_request import TcpRequest
 
 
 class ListenerHost(Protocol):
@@ -27,12 +33,16 @@ class TcpListener:
         "_wake_queued",
         "accept_backlog",
         "closed",
+        "deferred",
         "embryonic",
         "error",
         "family",
         "forward_all",
         "local",
+        "pending",
         "queue",
+        "request_timeout",
+        "requests",
         "syn_backlog",
         "user_data",
     )
@@ -46,6 +56,8 @@ class TcpListener:
         syn_backlog: int,
         accept_backlog: int,
         forward_all: bool = False,
+        deferred: bool = False,
+        request_timeout: float = 0.0,
     ) -> None:
         self._host = host
         self.user_data: object = None
@@ -56,6 +68,10 @@ class TcpListener:
         self.accept_backlog = accept_backlog
         self.embryonic: set[TcpSocket] = set()
         self.queue: deque[TcpSocket] = deque()
+        self.deferred = deferred
+        self.request_timeout = request_timeout
+        self.requests: deque[TcpRequest] = deque()  # not yet taken by the application
+        self.pending = 0  # requests not yet answered, taken or not
         self.error: NetstackError | None = None
         self.closed = False
         self._wake_queued = False
@@ -65,12 +81,23 @@ class TcpListener:
 
     @property
     def readable(self) -> bool:
-        return bool(self.queue) or self.closed or self.error is not None
+        return bool(self.queue) or bool(self.requests) or self.closed or self.error is not None
 
     def accept(self) -> TcpSocket | None:
         if self.error is not None and not self.queue:
             raise self.error
         return self.queue.popleft() if self.queue else None
+
+    def next_request(self) -> TcpRequest | None:
+        """The oldest request still waiting for an answer (deferred listeners)."""
+        requests = self.requests
+        while requests:
+            request = requests.popleft()
+            if request.pending:
+                return request
+        if self.error is not None:
+            raise self.error
+        return None
 
     def close(self, now: float) -> None:
         self._host.close_listener(self, now)

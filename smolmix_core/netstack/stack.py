@@ -42,7 +42,9 @@ from smolmix_core.errors import ConnectionTimedOut, DeviceError, StackClosed
 from smolmix_core.netstack._waiter import Waiter
 from smolmix_core.netstack.config import StackConfig
 from smolmix_core.netstack.core import Address, NetCore, TcpSocket
+from smolmix_core.netstack.request_listener import TcpRequestListener
 from smolmix_core.netstack.streams import TcpListener, TcpStream, raise_fresh
+from smolmix_core.netstack.tcp_request import DEFAULT_REQUEST_TIMEOUT
 from smolmix_core.netstack.udp_socket import UdpSocket
 
 __all__ = ["Stack"]
@@ -221,6 +223,27 @@ class Stack:
         self._check_usable()
         await checkpoint()
         return TcpListener(self, self.core.tcp_listen_any())
+
+    async def tcp_listen_requests(
+        self, *, request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    ) -> TcpRequestListener:
+        """Forwarder mode with deferred accept: each client SYN to any address becomes a
+        ``TcpConnectionRequest`` that is answered only when the application says so.
+
+        The exit connects to ``request.dst`` first, then calls ``accept()``, ``refuse()`` or
+        ``reject_unreachable(reason)``. Retransmitted SYNs never make a second request.
+        Unanswered requests and half-open connections together are bounded by
+        ``StackConfig.syn_backlog``: SYNs beyond are dropped and counted
+        (``tcp_syn_backlog_drops``) and the client retransmits them. A request not answered
+        within ``request_timeout`` seconds is rejected as host unreachable
+        (``tcp_requests_expired``). Plain ``tcp_listen_any`` is unchanged; there is at most
+        one forwarder listener of either kind.
+        """
+        self._check_usable()
+        await checkpoint()
+        return TcpRequestListener(
+            self, self.core.tcp_listen_any(deferred=True, request_timeout=request_timeout)
+        )
 
     async def udp_socket(self, port: int | None = None, *, host: str | None = None) -> UdpSocket:
         """Bind a UDP socket: ``port`` None/0 picks an ephemeral port; without ``host`` both

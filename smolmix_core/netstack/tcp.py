@@ -30,7 +30,7 @@ from smolmix_core.netstack.config import TcpConfig
 from smolmix_core.netstack.rtt import RttEstimator
 from smolmix_core.netstack.scoreboard import Scoreboard
 from smolmix_core.netstack.tcp_buffers import ReceiveBuffer
-from smolmix_core.wire.tcp import TcpHeader, TcpOptions
+from smolmix_core.wire.tcp import TCP_MAX_OPTIONS, TcpHeader, TcpOptions
 
 Address = tuple[str, int]
 
@@ -46,6 +46,12 @@ INF = math.inf
 _PAWS_IDLE = 24 * 24 * 3600.0  # RFC 7323 5.5: TS.Recent older than 24 days is invalid
 _MAX_STRETCH = 8  # even in a batch, ACK at least every 8 full segments (one lost ACK hurts less)
 _OUT_OF_WINDOW_ACK_INTERVAL = 0.5  # seconds between answers to unacceptable pure ACKs
+# The MSS of IPv4's smallest datagram (68 bytes, RFC 791), which every host can take: a peer
+# advertising less is held to it, so it cannot make us cut data into ever smaller segments.
+_MIN_PEER_MSS = 68 - 40
+_TS_OPTION = 12  # NOP, NOP, kind, length, TSval, TSecr: on every segment once negotiated
+_SACK_BLOCK = 8
+_SACK_OPTION_BASE = 4  # NOP, NOP, kind, length
 
 CLOSED = "CLOSED"
 SYN_SENT = "SYN-SENT"
@@ -91,8 +97,19 @@ class TcpHost(Protocol):
 
 
 def max_segment_size(mtu: int, ipv6: bool) -> int:
-    """The MSS an MTU allows: minus the IP header and a 20-byte TCP header (RFC 6691)."""
+    """The MSS an MTU allows: minus the IP header and a 20-byte TCP header (RFC 6691).
+
+    Data and TCP options share it: a segment's options come out of its data, so that no
+    segment exceeds the MTU (RFC 9293 3.7.1).
+    """
     return mtu - (60 if ipv6 else 40)
+
+
+def sack_blocks_fitting(room: int) -> int:
+    """How many SACK blocks ``room`` option bytes can carry (at most 4)."""
+    if room < _SACK_OPTION_BASE + _SACK_BLOCK:
+        return 0
+    return min((room - _SACK_OPTION_BASE) // _SACK_BLOCK, 4)
 
 
 def _ts_before(a: int, b: int) -> bool:
@@ -471,6 +488,7 @@ class TcpSocket:
 
     def connect(self, now: float) -> None:
         """Active open: send our SYN."""
+        self._fit_offers()
         self.state = SYN_SENT
         self._snd_una = 0
         self._snd_nxt = 1
@@ -482,6 +500,7 @@ class TcpSocket:
 
     def accept_syn(self, header: TcpHeader, now: float) -> None:
         """Passive open: ``header`` is a SYN for a listener; answer with SYN-ACK."""
+        self._fit_offers()
         self._irs = header.seq
         self._rcv_nxt = 1
         self._last_ack_sent = 1
@@ -498,9 +517,25 @@ class TcpSocket:
         self._rto_at = now + self._rtt.rto
         self._finish()
 
+    def _fit_offers(self) -> None:
+        """Offer on the SYN (or SYN-ACK) only the options that fit the MTU beside the headers:
+        MSS first, then SACK-permitted, window scale and timestamps. Timestamps then ride on
+        every segment, so they are offered only when they leave at least as many data bytes
+        per segment as they take (on IPv4's 68-byte minimum MTU they still do)."""
+        room = min(self._path_mss, TCP_MAX_OPTIONS) - 4  # the MSS option
+        if self._offer_sack:
+            self._offer_sack = room >= 4
+            room -= 4 if self._offer_sack else 0
+        if self._offer_wscale:
+            self._offer_wscale = room >= 4
+            room -= 4 if self._offer_wscale else 0
+        if self._offer_ts:
+            cost = _TS_OPTION - (4 if self._offer_sack else 0)  # SACK-permitted fills its NOPs
+            self._offer_ts = room >= cost and self._path_mss - _TS_OPTION >= _TS_OPTION
+
     def _negotiate(self, options: TcpOptions, now: float) -> None:
         if options.mss is not None and options.mss > 0:
-            self._peer_mss = max(options.mss, 64)
+            self._peer_mss = max(options.mss, _MIN_PEER_MSS)
         if self._offer_wscale and options.window_scale is not None:
             self._snd_wscale = min(options.window_scale, 14)
             self._rcv_wscale = _window_shift(self._rcv_buf_size)
@@ -518,7 +553,7 @@ class TcpSocket:
 
     def _update_mss(self) -> None:
         base = min(self._path_mss, self._peer_mss)
-        self._mss = max(base - (12 if self._ts_ok else 0), 16)
+        self._mss = max(base - (_TS_OPTION if self._ts_ok else 0), 1)
         self._rcv_mss = self._mss
 
     def _send_syn(self, now: float, *, with_ack: bool) -> None:
@@ -1053,6 +1088,10 @@ class TcpSocket:
             last = sb.last()
             if last is None or last.sacked:
                 return
+            if last.end - last.start > self._mss:  # sent before the path MTU shrank
+                sb.split(last, self._mss)
+                last = sb.last()
+                assert last is not None
             self._transmit_range(last.start, last.end, now)
             sb.retransmitted(last, now)
             self._stats["tcp_retransmits"] += 1
@@ -1141,6 +1180,8 @@ class TcpSocket:
         if state == SYN_RECEIVED:
             if self.listener is None:
                 error = ConnectionRefused(f"{self.remote} refused the connection")
+            else:  # seen only by an application that accepted a deferred request
+                error = ConnectionReset(f"{self.remote} reset the connection during the handshake")
         elif state in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
             error = ConnectionReset(f"{self.remote} reset the connection")
         self._terminate(error, now, send_rst=False)
@@ -1247,7 +1288,8 @@ class TcpSocket:
             if self._syn_rexmits > limit:
                 if passive:
                     stats["tcp_syn_received_timeouts"] += 1
-                    self._terminate(None, now, send_rst=False)
+                    lost = ConnectionTimedOut(f"{self.remote} never completed the handshake")
+                    self._terminate(lost, now, send_rst=False)
                 else:
                     error = self._soft_error or ConnectionTimedOut(f"no answer from {self.remote}")
                     self._terminate(error, now, send_rst=False)
@@ -1449,11 +1491,16 @@ class TcpSocket:
         if self._sack_ok and self._rbuf.islands:
             irs = self._irs
             fin = self._rcv_fin_at
-            limit = 3 if self._ts_ok else 4
+            # RFC 6691: options and data together stay within the MSS (hence the MTU); a pure
+            # ACK carries as many blocks as fit, a data segment that fits fewer leaves one owed
+            segment = min(self._path_mss, self._peer_mss)
+            options_room = TCP_MAX_OPTIONS
+            if self._ts_ok:
+                segment -= _TS_OPTION
+                options_room -= _TS_OPTION
+            limit = sack_blocks_fitting(min(segment, options_room))
             if payload:
-                # RFC 6691: options and data together stay within the MSS (hence the MTU)
-                room = min(self._path_mss, self._peer_mss) - len(payload) - (12 if self._ts_ok else 0)
-                fit = (room - 4) // 8 if room >= 12 else 0
+                fit = sack_blocks_fitting(min(segment - len(payload), options_room))
                 if fit < min(limit, len(self._rbuf.islands)):
                     sack_complete = False
                     limit = fit

@@ -33,8 +33,9 @@ import anyio
 import pytest
 from anyio.abc import ByteStream, SocketListener, SocketStream
 
-from smolmix_core.devices import TunDevice
+from smolmix_core.devices import Device, TunDevice
 from smolmix_core.netstack import StackConfig
+from smolmix_core.wire import PROTO_TCP, parse_ip, parse_tcp
 
 T = TypeVar("T")
 _CLONE_NEWNET = 0x40000000
@@ -109,6 +110,11 @@ class KernelPeer:
     def sysctl(self, name: str, value: str) -> None:
         _sysctl(self.netns, name, value)
 
+    def route_to_stack(self, prefix: str) -> None:
+        """Route ``prefix`` (say ``10.66.0.0/24``) out of the TUN: to our stack, as to an exit."""
+        family = "-6" if ":" in prefix else "-4"
+        _ip("-n", self.netns, family, "route", "add", prefix, "dev", self.tun.name)
+
 
 def _new_namespace(exits: ExitStack) -> str:
     netns = f"smx-{secrets.token_hex(4)}"
@@ -127,7 +133,8 @@ def _attach_tun(exits: ExitStack, netns: str, mtu: int) -> TunDevice:
     exits.callback(tun.close)
     _ip("link", "set", name, "netns", netns)
     _ip("-n", netns, "addr", "add", f"{KERNEL_IPV4}/24", "dev", name)
-    _ip("-n", netns, "-6", "addr", "add", f"{KERNEL_IPV6}/64", "dev", name, "nodad")
+    if mtu >= 1280:  # below IPv6's minimum link MTU the kernel runs no IPv6 on the interface
+        _ip("-n", netns, "-6", "addr", "add", f"{KERNEL_IPV6}/64", "dev", name, "nodad")
     _ip("-n", netns, "link", "set", name, "up")
     return tun
 
@@ -237,3 +244,48 @@ async def read_to_eof(stream: ByteStream) -> bytes:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+class SizeTap(Device):
+    """Pass-through that records the size of every packet our stack sends, and can drop SYNs."""
+
+    def __init__(self, device: Device, drop_syns: int = 0) -> None:
+        self.device = device
+        self.mtu = device.mtu
+        self.sent_sizes: list[int] = []
+        self._drop_syns = drop_syns
+
+    def _dropped(self, packet: bytes) -> bool:
+        if self._drop_syns and is_syn(packet):
+            self._drop_syns -= 1
+            return True
+        self.sent_sizes.append(len(packet))
+        return False
+
+    def send_nowait(self, item: bytes) -> None:
+        if not self._dropped(item):
+            self.device.send_nowait(item)
+
+    async def send(self, item: bytes) -> None:
+        if not self._dropped(item):
+            await self.device.send(item)
+
+    def receive_nowait(self) -> bytes:
+        return self.device.receive_nowait()
+
+    async def receive(self) -> bytes:
+        return await self.device.receive()
+
+    async def aclose(self) -> None:
+        await self.device.aclose()
+
+    def stats(self) -> dict[str, int]:
+        return self.device.stats()
+
+
+def is_syn(packet: bytes) -> bool:
+    ip = parse_ip(packet)
+    if ip.protocol != PROTO_TCP:
+        return False
+    header, _ = parse_tcp(ip.payload, ip.src, ip.dst)
+    return header.flags & 0x12 == 0x02

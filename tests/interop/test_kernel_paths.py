@@ -26,7 +26,9 @@ from kernel_peer import (
     STACK_IPV4,
     UNROUTED_IPV4,
     UNROUTED_IPV6,
+    SizeTap,
     exchange,
+    is_syn,
     kernel_connect,
     kernel_listener,
     kernel_peer,
@@ -34,57 +36,11 @@ from kernel_peer import (
     sha,
 )
 
-from smolmix_core.devices import Device, FaultInjector, PcapWriter
+from smolmix_core.devices import FaultInjector, PcapWriter
 from smolmix_core.errors import HostUnreachable, MessageTooLarge
 from smolmix_core.netstack import Stack, TcpStreamAttribute
-from smolmix_core.wire import PROTO_TCP, parse_ip, parse_tcp
 
 pytestmark = [pytest.mark.anyio, pytest.mark.interop, pytest.mark.root]
-
-
-class _SizeTap(Device):
-    """Pass-through that records the size of every packet our stack sends, and can drop SYNs."""
-
-    def __init__(self, device: Device, drop_syns: int = 0) -> None:
-        self.device = device
-        self.mtu = device.mtu
-        self.sent_sizes: list[int] = []
-        self._drop_syns = drop_syns
-
-    def _dropped(self, packet: bytes) -> bool:
-        if self._drop_syns and _is_syn(packet):
-            self._drop_syns -= 1
-            return True
-        self.sent_sizes.append(len(packet))
-        return False
-
-    def send_nowait(self, item: bytes) -> None:
-        if not self._dropped(item):
-            self.device.send_nowait(item)
-
-    async def send(self, item: bytes) -> None:
-        if not self._dropped(item):
-            await self.device.send(item)
-
-    def receive_nowait(self) -> bytes:
-        return self.device.receive_nowait()
-
-    async def receive(self) -> bytes:
-        return await self.device.receive()
-
-    async def aclose(self) -> None:
-        await self.device.aclose()
-
-    def stats(self) -> dict[str, int]:
-        return self.device.stats()
-
-
-def _is_syn(packet: bytes) -> bool:
-    ip = parse_ip(packet)
-    if ip.protocol != PROTO_TCP:
-        return False
-    header, _ = parse_tcp(ip.payload, ip.src, ip.dst)
-    return header.flags & 0x12 == 0x02
 
 
 def _pcap_records(data: bytes) -> list[tuple[float, bytes]]:
@@ -137,7 +93,7 @@ async def test_syn_retransmissions_back_off_on_a_long_round_trip_then_data_flows
         listener = await kernel_listener(peer, KERNEL_IPV6)
         port = listener.extra(SocketAttribute.local_port)
         async with path:
-            device = writer.tap(_SizeTap(path, drop_syns=2))
+            device = writer.tap(SizeTap(path, drop_syns=2))
             async with Stack(device, peer.stack_config) as stack, anyio.create_task_group() as tg:
 
                 async def kernel_side() -> None:
@@ -151,7 +107,7 @@ async def test_syn_retransmissions_back_off_on_a_long_round_trip_then_data_flows
                     results["stack"] = await exchange(stream, up)
             stats = stack.stats()
     writer.close()
-    syn_times = [when for when, packet in _pcap_records(capture.getvalue()) if _is_syn(packet)]
+    syn_times = [when for when, packet in _pcap_records(capture.getvalue()) if is_syn(packet)]
     assert len(syn_times) == 3
     gaps = [later - earlier for earlier, later in itertools.pairwise(syn_times)]
     assert 0.95 <= gaps[0] <= 1.5
@@ -177,7 +133,7 @@ async def test_kernel_router_icmp_lowers_our_mss_and_the_transfer_completes(
     with routed_peer(bottleneck) as peer:
         listener = await kernel_listener(peer, server)
         port = listener.extra(SocketAttribute.local_port)
-        tap = _SizeTap(peer.tun)
+        tap = SizeTap(peer.tun)
         async with listener, Stack(tap, peer.stack_config) as stack:
             with anyio.fail_after(60):
                 async with anyio.create_task_group() as tg:

@@ -174,8 +174,10 @@ def open_connection(
     return sock, peer
 
 
-def make_core(ip4: str = "10.0.0.1", ip6: str = "fd00::1", seed: int = 1, **tcp: object) -> NetCore:
-    return NetCore(StackConfig(ipv4=ip4, ipv6=ip6, seed=seed, tcp=TcpConfig(**tcp)))  # type: ignore[arg-type]
+def make_core(
+    ip4: str = "10.0.0.1", ip6: str = "fd00::1", seed: int = 1, mtu: int = 1500, **tcp: object
+) -> NetCore:
+    return NetCore(StackConfig(ipv4=ip4, ipv6=ip6, seed=seed, mtu=mtu, tcp=TcpConfig(**tcp)))  # type: ignore[arg-type]
 
 
 @dataclass(order=True)
@@ -288,3 +290,54 @@ class Link:
                 self.settle()
                 return condition()
         return True
+
+
+class Transfer:
+    """Client sends ``up`` then half-closes; server sends ``down`` then closes after EOF."""
+
+    def __init__(self, link: Link, server_ip: str, up: bytes, down: bytes, chunk: int = 70_000) -> None:
+        self.link = link
+        self.up = up
+        self.down = down
+        self.chunk = chunk
+        self.listener = link.b.tcp_listen((server_ip, 443))
+        self.client = link.a.tcp_connect((server_ip, 443), link.now)
+        self.server: TcpSocket | None = None
+        self.sent_up = self.sent_down = 0
+        self.got_up = bytearray()
+        self.got_down = bytearray()
+        self.client_closed = self.server_closed = False
+        link.apps.append(self.act)
+
+    def act(self, now: float) -> None:
+        client = self.client
+        if client.established and self.sent_up < len(self.up):
+            self.sent_up += client.send(self.up[self.sent_up : self.sent_up + self.chunk], now)
+            if self.sent_up == len(self.up):
+                client.shutdown_write(now)
+        while data := client.recv(1 << 16):
+            self.got_down += data
+        if client.at_eof and not self.client_closed and self.sent_up == len(self.up):
+            self.client_closed = True
+            client.close(now)
+        if self.server is None:
+            self.server = self.listener.accept()
+            if self.server is None:
+                return
+        server = self.server
+        while data := server.recv(1 << 16):
+            self.got_up += data
+        if self.sent_down < len(self.down) and server.send_space:
+            self.sent_down += server.send(self.down[self.sent_down : self.sent_down + self.chunk], now)
+        if server.at_eof and self.sent_down == len(self.down) and not self.server_closed:
+            self.server_closed = True
+            server.close(now)
+
+    def done(self) -> bool:
+        return (
+            self.client_closed
+            and self.server_closed
+            and self.client.state in ("TIME-WAIT", "CLOSED")
+            and self.server is not None
+            and self.server.state == "CLOSED"
+        )
