@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 import dns.edns
 import dns.flags
@@ -188,7 +189,26 @@ def test_dnspython_reads_every_message_we_encode(message: Message) -> None:
     assert (theirs.edns >= 0) == (message.edns is not None)
     if message.edns is not None:
         assert theirs.rcode() == message.rcode
-    assert decode_message(theirs.to_wire()) == message
+    # dnspython compresses "t" into a pointer to an earlier "T": equal up to ASCII case
+    assert _folded(decode_message(theirs.to_wire())) == _folded(message)
+
+
+def _folded(message: Message) -> Message:
+    def record(r: Record) -> Record:
+        data = r.data
+        if isinstance(data, Soa):
+            data = replace(data, mname=data.mname.lower(), rname=data.rname.lower())
+        elif isinstance(data, str) and r.type not in (RecordType.A, RecordType.AAAA):
+            data = data.lower()
+        return replace(r, name=r.name.lower(), data=data)
+
+    return replace(
+        message,
+        questions=tuple(replace(q, name=q.name.lower()) for q in message.questions),
+        answers=tuple(map(record, message.answers)),
+        authorities=tuple(map(record, message.authorities)),
+        additionals=tuple(map(record, message.additionals)),
+    )
 
 
 # ---------------------------------------------------------------------- malformed input
