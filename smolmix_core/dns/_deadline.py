@@ -7,7 +7,7 @@ from typing import TypeVar
 
 import anyio
 
-from smolmix_core.clock import Clock
+from smolmix_core.clock import Clock, RealClock
 
 T = TypeVar("T")
 
@@ -19,8 +19,14 @@ class DeadlineExpired(Exception):
 async def call_before(clock: Clock, deadline: float, work: Callable[[], Awaitable[T]]) -> T:
     """``await work()``, cancelled when ``clock`` reaches ``deadline`` (then ``DeadlineExpired``).
 
-    The work runs in a child task; its exception is re-raised here as itself.
+    On the event loop's own clock a cancel scope does it; on any other clock (a virtual one)
+    the work runs in a child task raced against an alarm, and its exception is re-raised here
+    as itself.
     """
+    if type(clock) is RealClock:
+        with anyio.CancelScope(deadline=deadline):
+            return await work()
+        raise DeadlineExpired
     results: list[T] = []
     errors: list[Exception] = []
     expired = False

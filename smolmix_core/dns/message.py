@@ -14,9 +14,10 @@ Decoding bad bytes raises ``MalformedDnsMessage`` and nothing else. Encoding rai
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import IntEnum, IntFlag
 
 from smolmix_core.dns.names import MAX_LABEL, MAX_NAME, encode_name, label_text
@@ -170,7 +171,7 @@ class Message:
     questions: tuple[Question, ...] = ()
     answers: tuple[Record, ...] = ()
     authorities: tuple[Record, ...] = ()
-    additionals: tuple[Record, ...] = field(default=())
+    additionals: tuple[Record, ...] = ()
     edns: Edns | None = None
 
     @property
@@ -325,8 +326,7 @@ class _Reader:
             size = 4 if rtype == RecordType.A else 16
             if length != size:
                 raise MalformedDnsMessage(f"type {rtype} rdata must be {size} bytes, got {length}")
-            raw = self._take(size)
-            return str(ipaddress.IPv4Address(raw) if size == 4 else ipaddress.IPv6Address(raw))
+            return _address_text(self._take(size))
         if rtype in _NAME_TYPES:
             return self.name(end)
         if rtype == RecordType.MX:  # kept as bytes, with its name decompressed so they stand alone
@@ -422,10 +422,10 @@ class _Writer:
         if rtype == RecordType.A or rtype == RecordType.AAAA:
             if not isinstance(data, str):
                 raise ValueError(f"type {rtype} data must be an address string")
-            address = ipaddress.ip_address(data)
-            if address.version != (4 if rtype == RecordType.A else 6):
+            packed = _packed_address(data)
+            if len(packed) != (4 if rtype == RecordType.A else 16):
                 raise ValueError(f"{data} is not an address for a type {rtype} record")
-            self.buffer += address.packed
+            self.buffer += packed
         elif rtype in _NAME_TYPES:
             if not isinstance(data, str):
                 raise ValueError(f"type {rtype} data must be a name")
@@ -442,6 +442,16 @@ class _Writer:
             if not isinstance(data, bytes | bytearray | memoryview):
                 raise ValueError(f"type {rtype} data must be the raw rdata bytes")
             self.buffer += data
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_text(packed: bytes) -> str:
+    return str(ipaddress.IPv4Address(packed) if len(packed) == 4 else ipaddress.IPv6Address(packed))
+
+
+@functools.lru_cache(maxsize=4096)
+def _packed_address(text: str) -> bytes:
+    return ipaddress.ip_address(text).packed
 
 
 def _encode(message: Message) -> bytes:

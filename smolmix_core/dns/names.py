@@ -25,9 +25,12 @@ _ESCAPES[ord(".")] = "\\."
 _ESCAPES[ord("\\")] = "\\\\"
 
 
+_PLAIN_BYTES = bytes(sorted(_PLAIN))
+
+
 def label_text(label: bytes) -> str:
     """One wire label in text form (escaped where needed)."""
-    if all(byte in _PLAIN for byte in label):
+    if not label.translate(None, _PLAIN_BYTES):
         return label.decode("ascii")
     return "".join(_ESCAPES[byte] for byte in label)
 

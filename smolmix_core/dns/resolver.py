@@ -9,8 +9,9 @@ smolmix the tunnel's userspace ``Stack``, so names are resolved at the exit and 
   that tries each address in turn thus alternates families, as Happy Eyeballs (RFC 8305 4) does.
 * Each lookup uses a fresh UDP socket (a random source port) and a random query id; a datagram
   is taken as the answer only if it comes from a server we asked and echoes the id and the
-  question (``answer.is_reply_to``): an off-path spoofer must guess 32 bits and the name.
-  Everything else is ignored and counted.
+  question (``answer.is_reply_to``): an off-path spoofer must guess the 16-bit id and the port
+  (about 30 bits with the stack's 16384 ephemeral ports) and echo the name. Everything else is
+  ignored and counted.
 * Servers are asked in order, each waiting ``timeout`` seconds, for ``attempts`` rounds; an answer
   to an earlier send still counts when it arrives late. A server that answers SERVFAIL, REFUSED
   or NOTIMP, or whose port is unreachable, is not asked again for that lookup; FORMERR or NOTIMP
@@ -206,17 +207,28 @@ class DnsResolver:
         if qname == ".":
             raise NameNotFound("the root domain has no address", name)
         if family == socket.AF_INET:
-            return self._addresses(name, {RecordType.A: await self._settle(qname, RecordType.A)})
-        if family == socket.AF_INET6:
-            return self._addresses(name, {RecordType.AAAA: await self._settle(qname, RecordType.AAAA)})
+            rtypes: tuple[int, ...] = (RecordType.A,)
+        elif family == socket.AF_INET6:
+            rtypes = (RecordType.AAAA,)
+        else:
+            rtypes = (RecordType.A, RecordType.AAAA)
         outcomes: dict[int, Answer | Exception] = {}
+        now = self.clock.now()
+        for rtype in rtypes:
+            cached = self.cache.get((qname.lower(), rtype), now)
+            if cached is not None:
+                outcomes[rtype] = cached
+        missing = [rtype for rtype in rtypes if rtype not in outcomes]
+        if len(missing) == 1:
+            outcomes[missing[0]] = await self._settle(qname, missing[0])
+        elif missing:
 
-        async def collect(rtype: int) -> None:
-            outcomes[rtype] = await self._settle(qname, rtype)
+            async def collect(rtype: int) -> None:
+                outcomes[rtype] = await self._settle(qname, rtype)
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(collect, RecordType.A)
-            group.start_soon(collect, RecordType.AAAA)
+            async with anyio.create_task_group() as group:
+                for rtype in missing:
+                    group.start_soon(collect, rtype)
         return self._addresses(name, outcomes)
 
     async def _settle(self, qname: str, rtype: int) -> Answer | Exception:
@@ -251,21 +263,20 @@ class DnsResolver:
     # ------------------------------------------------------------------ one (name, type)
 
     async def _lookup(self, qname: str, rtype: int) -> Answer:
+        """The answer for a (name, type) the cache did not have: shared with a lookup already in
+        flight, or asked for anew."""
         key = (qname.lower(), rtype)
-        while True:
-            cached = self.cache.get(key, self.clock.now())
-            if cached is not None:
-                return cached
-            flight = self._flights.get(key)
-            if flight is None:
-                break
+        while (flight := self._flights.get(key)) is not None:
             self._counts["coalesced"] += 1
             await flight.done.wait()
             if flight.answer is not None:
                 return flight.answer
             if flight.error is not None:
                 raise copy.copy(flight.error) from flight.error.__cause__
-            # the lookup we waited for was cancelled: start our own
+            # the lookup we waited for was cancelled; another waiter may have finished since
+            cached = self.cache.get(key, self.clock.now())
+            if cached is not None:
+                return cached
         flight = _Flight()
         self._flights[key] = flight
         try:

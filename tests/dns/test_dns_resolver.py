@@ -242,6 +242,20 @@ async def test_no_answer_is_a_timeout_after_every_attempt_on_every_server() -> N
         assert resolver.stats()["timeouts"] == 6
 
 
+async def test_timeouts_on_the_real_clock_too() -> None:
+    async def silent(data: bytes, client: Address, address: Address) -> list[tuple[bytes, Address]]:
+        return []
+
+    async with dns_network() as net:
+        await net.script(silent)
+        resolver = net.resolver(timeout=0.05, attempts=2)
+        started = anyio.current_time()
+        with pytest.raises(DnsTimeout):
+            await resolver.resolve("v4.test", socket.AF_INET)
+        assert 0.1 <= anyio.current_time() - started < 2.0
+        assert len(net.seen) == 2
+
+
 async def test_an_unreachable_port_fails_at_once() -> None:
     clock = VirtualClock()
     async with clock.running(), dns_network(clock=clock, forward_all=False) as net:
