@@ -19,6 +19,7 @@ Exit side — ``DnsResponder`` answers from a static map, then the host's resolv
     responder = DnsResponder({"far.test": "127.0.0.1"})      # use_system_resolver=True
     reply = await responder.answer(datagram)                  # bytes, or None: drop
     await responder.serve_udp(forwarder_socket)               # recv_from_any / send_from
+    await responder.serve_udp_port(await stack.udp_socket(53))  # or a plain bound port
     await responder.serve_tcp(stream)                         # one TCP connection on port 53
 
 The codec (``decode_message``, ``Message.encode``, ``build_query``, ``build_response``), the
@@ -48,8 +49,9 @@ from smolmix_core.dns.message import (
 )
 from smolmix_core.dns.names import canonical_name, encode_name, name_key
 from smolmix_core.dns.reply import HostAddresses, StaticHosts, make_reply, triage
-from smolmix_core.dns.resolver import DatagramSocket, DnsResolver, DnsTransport
-from smolmix_core.dns.responder import DnsResponder, ForwardedDatagramSocket
+from smolmix_core.dns.resolver import DnsResolver
+from smolmix_core.dns.responder import DnsResponder
+from smolmix_core.dns.transport import DatagramSocket, DnsTransport, ForwardedDatagramSocket
 
 __all__ = [
     "DEFAULT_EDNS_PAYLOAD",

@@ -35,10 +35,8 @@ import secrets
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
 
 import anyio
-from anyio.abc import ByteStream
 from anyio.lowlevel import checkpoint
 from anyio.streams.buffered import BufferedByteReceiveStream
 
@@ -58,6 +56,7 @@ from smolmix_core.dns.message import (
     decode_message,
 )
 from smolmix_core.dns.names import canonical_name
+from smolmix_core.dns.transport import Address, DatagramSocket, DnsTransport
 from smolmix_core.errors import (
     DnsServerFailure,
     DnsTimeout,
@@ -68,14 +67,10 @@ from smolmix_core.errors import (
     StackClosed,
 )
 
-if TYPE_CHECKING:
-    from smolmix_core.netstack import Stack
-
-__all__ = ["DatagramSocket", "DnsResolver", "DnsTransport"]
+__all__ = ["DnsResolver"]
 
 logger = logging.getLogger("smolmix.dns")
 
-Address = tuple[str, int]
 DNS_PORT = 53
 
 _TCP_FAILURES = (
@@ -86,30 +81,6 @@ _TCP_FAILURES = (
     OSError,
     MalformedDnsMessage,
 )
-
-
-class DatagramSocket(Protocol):
-    """What ``DnsResolver`` needs of a UDP socket (``smolmix_core.netstack.UdpSocket`` has it)."""
-
-    async def send_to(self, data: bytes, remote: Address) -> None: ...
-
-    async def recv_from(self) -> tuple[bytes, Address]: ...
-
-    async def aclose(self) -> None: ...
-
-
-class DnsTransport(Protocol):
-    """Where queries go out: ``smolmix_core.netstack.Stack`` is one (the tunnel's stack)."""
-
-    async def udp_socket(self) -> DatagramSocket: ...
-
-    async def tcp_connect(self, remote: Address) -> ByteStream: ...
-
-
-if TYPE_CHECKING:
-
-    def _a_stack_is_a_transport(stack: Stack) -> DnsTransport:
-        return stack
 
 
 @dataclass(eq=False)

@@ -1,9 +1,10 @@
 """The exit's DNS server: answers queries from a static map, else from the host's resolver.
 
 ``await responder.answer(query_bytes)`` is the whole service (reply bytes, or None to drop);
-``serve_udp(sock)`` and ``serve_tcp(stream)`` run it over a forwarder UDP socket and over one
-TCP connection (RFC 7766: a 2-byte length before each message, several queries per connection,
-closed after ``tcp_idle_timeout`` without one).
+``serve_udp(sock)`` runs it on a forwarder UDP socket (each reply sent from the address its
+query went to), ``serve_udp_port(sock)`` on a socket bound to port 53, and ``serve_tcp(stream)``
+on one TCP connection (RFC 7766: a 2-byte length before each message, several queries per
+connection, closed after ``tcp_idle_timeout`` without one).
 
 * Static names (``hosts``) answer first: A with the map's IPv4 entries, AAAA with its IPv6 ones,
   NODATA for a family the entry lacks. Without the host's resolver, other names are NXDOMAIN.
@@ -25,9 +26,8 @@ from __future__ import annotations
 import logging
 import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import anyio
 from anyio.abc import ByteStream
@@ -48,13 +48,13 @@ from smolmix_core.dns.reply import (
     triage,
     truncate,
 )
+from smolmix_core.dns.transport import Address, DatagramSocket, ForwardedDatagramSocket
 from smolmix_core.errors import MessageTooLarge, NetstackError, StackClosed
 
-__all__ = ["DnsResponder", "ForwardedDatagramSocket"]
+__all__ = ["DnsResponder"]
 
 logger = logging.getLogger("smolmix.dns")
 
-Address = tuple[str, int]
 
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
@@ -77,15 +77,6 @@ class _Flight:
 
     done: anyio.Event = field(default_factory=anyio.Event)
     result: tuple[Lookup, int] | None = None
-
-
-class ForwardedDatagramSocket(Protocol):
-    """A UDP socket that reports each datagram's destination and can reply from it
-    (``smolmix_core.netstack.Stack.udp_bind_any()``'s socket)."""
-
-    async def recv_from_any(self) -> tuple[bytes, Address, Address]: ...
-
-    async def send_from(self, data: bytes, src: Address, dst: Address) -> None: ...
 
 
 class DnsResponder:
@@ -201,19 +192,25 @@ class DnsResponder:
         return reply
 
     async def serve_udp(self, sock: ForwardedDatagramSocket) -> None:
-        """Answer every datagram arriving on ``sock``, each from the address it was sent to,
-        until the socket closes. Queries are answered concurrently."""
-        async with anyio.create_task_group() as group:
-            while True:
-                try:
-                    data, source, destination = await sock.recv_from_any()
-                except (anyio.ClosedResourceError, anyio.EndOfStream, StackClosed):
-                    break
-                except NetstackError:  # an ICMP error about a reply we sent
-                    self._counts["send_errors"] += 1
-                    continue
-                group.start_soon(self._answer_datagram, sock, data, source, destination)
-            group.cancel_scope.cancel()
+        """Answer every datagram arriving on a forwarder socket, each from the address it was sent
+        to, until the socket closes. Queries are answered concurrently."""
+
+        async def reply(data: bytes, source: Address, destination: Address) -> None:
+            await sock.send_from(data, destination, source)
+
+        await self._serve_datagrams(sock.recv_from_any, reply)
+
+    async def serve_udp_port(self, sock: DatagramSocket) -> None:
+        """``serve_udp`` for a socket bound to one port (``await stack.udp_socket(53)``)."""
+
+        async def receive() -> tuple[bytes, Address, Address]:
+            data, source = await sock.recv_from()
+            return data, source, source
+
+        async def reply(data: bytes, source: Address, destination: Address) -> None:
+            await sock.send_to(data, source)
+
+        await self._serve_datagrams(receive, reply)
 
     async def serve_tcp(self, stream: ByteStream) -> None:
         """Answer length-prefixed queries on one connection until the client closes it, it stays
@@ -248,18 +245,39 @@ class DnsResponder:
         deadline = self.clock.now() + self.tcp_idle_timeout
         return await call_before(self.clock, deadline, lambda: reader.receive_exactly(size))
 
-    async def _answer_datagram(
-        self, sock: ForwardedDatagramSocket, data: bytes, source: Address, destination: Address
+    async def _serve_datagrams(
+        self,
+        receive: Callable[[], Awaitable[tuple[bytes, Address, Address]]],
+        reply: Callable[[bytes, Address, Address], Awaitable[None]],
     ) -> None:
-        reply = await self.answer(data)
-        if reply is None:
+        async with anyio.create_task_group() as group:
+            while True:
+                try:
+                    data, source, destination = await receive()
+                except (anyio.ClosedResourceError, anyio.EndOfStream, StackClosed):
+                    break
+                except NetstackError:  # an ICMP error about a reply we sent
+                    self._counts["send_errors"] += 1
+                    continue
+                group.start_soon(self._answer_datagram, reply, data, source, destination)
+            group.cancel_scope.cancel()
+
+    async def _answer_datagram(
+        self,
+        reply: Callable[[bytes, Address, Address], Awaitable[None]],
+        data: bytes,
+        source: Address,
+        destination: Address,
+    ) -> None:
+        answer = await self.answer(data)
+        if answer is None:
             return
         try:
             try:
-                await sock.send_from(reply, destination, source)
+                await reply(answer, source, destination)
             except MessageTooLarge:  # the path is narrower than max_udp_payload: send TC instead
                 self._counts["truncated_for_path"] += 1
-                await sock.send_from(truncate(reply), destination, source)
+                await reply(truncate(answer), source, destination)
         except (NetstackError, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             self._counts["send_errors"] += 1
             logger.debug("dns: could not send a reply to %s: %s", source, exc)

@@ -38,12 +38,21 @@ class DnsNetwork:
     def resolver(self, servers: list[str] | None = None, **options: object) -> DnsResolver:
         return DnsResolver(self.client, servers or [EXIT4], clock=self.client.clock, **options)  # type: ignore[arg-type]
 
-    async def serve(self, responder: DnsResponder, *, udp: bool = True, tcp: bool = True) -> None:
-        """Run ``responder`` on every UDP datagram and TCP connection the server stack gets."""
+    async def serve(
+        self, responder: DnsResponder, *, udp: bool = True, tcp: bool = True, bound: bool = False
+    ) -> None:
+        """Run ``responder`` on every UDP datagram and TCP connection the server stack gets, or
+        (``bound``) on its own port 53 only."""
         if udp:
-            sock = await self.server.udp_bind_any()
-            self.group.start_soon(responder.serve_udp, sock)
-        if tcp:
+            if bound:
+                self.group.start_soon(responder.serve_udp_port, await self.server.udp_socket(53))
+            else:
+                self.group.start_soon(responder.serve_udp, await self.server.udp_bind_any())
+        if tcp and bound:
+            for wildcard in ("0.0.0.0", "::"):
+                listener = await self.server.tcp_listen((wildcard, 53))
+                self.group.start_soon(listener.serve, responder.serve_tcp)
+        elif tcp:
             listener = await self.server.tcp_listen_any()
             self.group.start_soon(listener.serve, responder.serve_tcp)
 

@@ -99,6 +99,18 @@ async def test_the_hosts_resolver_answers_at_the_exit() -> None:
         assert responder.stats()["system_lookups"] == 2  # one per name, shared by A and AAAA
 
 
+async def test_a_plain_stack_serves_on_its_own_port_53() -> None:
+    many = [f"10.9.0.{index + 1}" for index in range(120)]  # truncated over UDP: TCP too
+    async with dns_network(forward_all=False) as net:
+        responder = DnsResponder({**HOSTS, "many.test": many}, use_system_resolver=False)
+        await net.serve(responder, bound=True)
+        for server in (EXIT4, EXIT6):
+            resolver = net.resolver([server])
+            assert await resolver.resolve("far.test") == ["127.0.0.1", "::1", "127.0.0.2"]
+            assert await resolver.resolve("many.test", socket.AF_INET) == many
+        assert responder.stats()["queries_tcp"] == 2
+
+
 async def test_the_exit_serves_both_transports_on_its_tunnel_addresses() -> None:
     async with dns_network() as net:
         await net.serve(DnsResponder(HOSTS, use_system_resolver=False))
