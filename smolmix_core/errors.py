@@ -12,6 +12,8 @@ read the whole tree.
 
 from __future__ import annotations
 
+import socket
+
 
 class SmolmixError(Exception):
     """Base of every error smolmix raises deliberately."""
@@ -181,3 +183,53 @@ class FramingError(MixnetError, ValueError):
 
 class DevnetError(MixnetError):
     """The local devnet could not start, or one of its nodes failed."""
+
+
+# --- dns ----------------------------------------------------------------------------------------
+
+
+class DnsError(SmolmixError):
+    """A DNS message could not be handled or a name could not be resolved."""
+
+
+class MalformedDnsMessage(DnsError, ValueError):
+    """Bytes that do not parse as a DNS message (truncated, bad pointer, oversized name or label)."""
+
+
+class InvalidDomainName(DnsError, ValueError):
+    """Text that is not a domain name DNS can carry (empty or over-long label, name over 255 bytes,
+    IDNA failure); like ``socket.getaddrinfo`` raising ``UnicodeError`` for such a name."""
+
+
+class ResolutionError(DnsError, socket.gaierror):
+    """A lookup that ended without addresses; a ``socket.gaierror`` (an ``OSError``) with the errno
+    ``getaddrinfo`` would give, so socket-style code and httpcore (``ConnectError``) handle it."""
+
+    eai: int = socket.EAI_FAIL
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(self.eai, message)
+        self.name = name
+
+    def __reduce__(self) -> tuple[type[ResolutionError], tuple[str, str | None]]:
+        return type(self), (self.strerror or "", self.name)
+
+
+class NameNotFound(ResolutionError):
+    """The name does not exist (NXDOMAIN), or has no address of the family asked for (NODATA)."""
+
+    eai = socket.EAI_NONAME
+
+
+class DnsServerFailure(ResolutionError):
+    """Every server failed: SERVFAIL, REFUSED, NOTIMP, FORMERR, an unreachable port, or a broken
+    TCP exchange (``EAI_AGAIN``: worth retrying later)."""
+
+    eai = socket.EAI_AGAIN
+
+
+class DnsTimeout(ResolutionError, TimeoutError):
+    """No server answered within the timeout on any attempt (``EAI_AGAIN``; also a ``TimeoutError``,
+    so httpcore reports a ``ConnectTimeout``)."""
+
+    eai = socket.EAI_AGAIN
